@@ -1,0 +1,80 @@
+# HomeCluster — one entry point for tools, tests and the lab.
+# Caches that survive between runs live under $(HOMECLUSTER_CACHE) (default ~/.cache/homecluster).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+HOMECLUSTER_CACHE ?= $(HOME)/.cache/homecluster
+export HOMECLUSTER_CACHE
+VENV := $(HOMECLUSTER_CACHE)/venv
+export PATH := $(HOMECLUSTER_CACHE)/bin:$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+PYTHON := $(VENV)/bin/python
+MOLECULE_SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+
+.PHONY: help venv tools apt-packages collection-link lint sanity units pytest molecule test \
+        build demo lab-up lab-down lab-status clean-cache
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.stamp-requirements: requirements.txt requirements.yml
+	@test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/ansible-galaxy collection install -r requirements.yml
+	@touch $@
+
+collection-link:
+	@mkdir -p .collections/ansible_collections/homecluster
+	@test -L .collections/ansible_collections/homecluster/platform || \
+	  ln -sfn ../../.. .collections/ansible_collections/homecluster/platform
+
+venv: $(VENV)/.stamp-requirements collection-link ## Python virtualenv with the pinned dependencies
+
+apt-packages: ## Debian packages (Ceph, git, openssl) when missing
+	@bash lab/tools/apt-packages.sh
+
+tools: venv apt-packages ## Build the real tools (talosctl, helm, kube-*, etcd, kwok, sops, age, kustomize)
+	$(PYTHON) lab/tools/build.py
+	@bash lab/tools/ansible-test-prep.sh
+
+lint: venv ## yamllint, ruff, ansible-lint (production profile)
+	@echo "== yamllint"; yamllint --strict .
+	@echo "== ruff"; ruff check .
+	@echo "== ansible-lint"; ansible-lint --offline --profile production
+
+sanity: venv ## ansible-test sanity
+	@bash lab/tools/ansible-test.sh sanity
+
+units: venv ## ansible-test units
+	@bash lab/tools/ansible-test.sh units
+
+pytest: tools ## pytest: lab, simulators and modules against real tools
+	@echo "== pytest"; $(PYTHON) -m pytest -q tests/integration lab
+
+molecule: tools ## Every molecule scenario
+	@for s in $(MOLECULE_SCENARIOS); do \
+	  echo "== molecule test -s $$s"; \
+	  molecule test -s $$s || { echo "molecule scenario $$s FAILED"; exit 1; }; \
+	done
+
+test: tools lint sanity units pytest molecule ## Everything CI runs
+	@echo "make test: lint, sanity, units, pytest and molecule ($(words $(MOLECULE_SCENARIOS)) scenarios) passed"
+
+build: venv ## Build the collection tarball
+	ansible-galaxy collection build --force --output-path $(HOMECLUSTER_CACHE)/dist .
+
+lab-up: tools ## Start the lab (control plane, chart repository)
+	@bash lab/up
+
+lab-down: ## Stop everything the lab started
+	@bash lab/down
+
+lab-status: ## Show what the lab runs
+	@bash lab/status
+
+demo: tools ## Bring the lab up and show it
+	@bash lab/demo
+
+clean-cache: ## Remove the virtualenv and built tools
+	rm -rf $(HOMECLUSTER_CACHE)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run ansible-test on a copy of the collection under .../ansible_collections/homecluster/platform
+# (ansible-test needs that path and resolves symlinks, so a link is not enough).
+set -euo pipefail
+kind=$1; shift
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+dest="${HOMECLUSTER_CACHE:-$HOME/.cache/homecluster}/ansible-test/ansible_collections/homecluster/platform"
+mkdir -p "$dest"
+# Only what git tracks or would track: the collection as it will be published plus its tests.
+(cd "$repo" && git ls-files -co --exclude-standard -z) | \
+  rsync -a --delete --from0 --files-from=- "$repo/" "$dest/"
+cd "$dest"
+case "$kind" in
+  sanity) echo "== ansible-test sanity"
+          ansible-test sanity --local --requirements --python 3.11 "$@" ;;
+  units)  echo "== ansible-test units"
+          if find tests/unit -name 'test_*.py' | grep -q .; then
+            ansible-test units --local --requirements --python 3.11 "$@"
+          else
+            echo "no unit tests yet"; exit 1
+          fi ;;
+  *) echo "usage: $0 sanity|units" >&2; exit 2 ;;
+esac

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Build the lab's real tools from Go modules at the versions pinned in versions.json.
+
+Programs whose go.mod carries replace directives (Kubernetes, etcd, talosctl) refuse
+``go install pkg@version``. For every tool this script writes a small wrapper module that
+requires the program's module at the pinned version, carries over the upstream non-local
+replaces and turns local ones (``=> ./staging/...``) into the published module at the
+matching version. Binaries land in ``$HOMECLUSTER_CACHE/bin`` (default
+``~/.cache/homecluster/bin``); a stamp per tool records the recipe so that a second run
+rebuilds nothing.
+
+Usage: build.py [--list] [--only NAME ...] [--jobs N]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VERSIONS = HERE / "versions.json"
+
+
+def cache_dir() -> Path:
+    default = Path.home() / ".cache" / "homecluster"
+    return Path(os.environ.get("HOMECLUSTER_CACHE", default)).expanduser()
+
+
+def go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("GOFLAGS", "-buildvcs=false")
+    env["GOFLAGS"] = env["GOFLAGS"] + " -mod=mod"
+    env["CGO_ENABLED"] = "0"
+    env["LANG"] = "C"
+    return env
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.stderr.write(f"FAILED ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}\n")
+        raise SystemExit(proc.returncode)
+    return proc.stdout
+
+
+def go_version(env: dict[str, str]) -> str:
+    return run(["go", "env", "GOVERSION"], Path.cwd(), env).strip()
+
+
+def recipe_hash(name: str, spec: dict, gover: str) -> str:
+    blob = json.dumps({"name": name, "spec": spec, "go": gover, "builder": 2}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def upstream_replaces(module: str, version: str, local_version: str | None, workdir: Path,
+                      env: dict[str, str]) -> list[str]:
+    """Return replace lines for the wrapper, derived from the upstream go.mod."""
+    info = json.loads(run(["go", "mod", "download", "-json", f"{module}@{version}"], workdir, env))
+    mod = json.loads(run(["go", "mod", "edit", "-json", info["GoMod"]], workdir, env))
+    lines = []
+    for rep in mod.get("Replace") or []:
+        old, new = rep["Old"], rep["New"]
+        old_s = old["Path"] + (f" {old['Version']}" if old.get("Version") else "")
+        if new["Path"].startswith(("./", "../")):
+            if old["Path"].endswith("FORBIDDEN_DEPENDENCY") or "FORBIDDEN" in new["Path"]:
+                continue
+            if not local_version:
+                raise SystemExit(f"{module} has a local replace of {old['Path']} but versions.json "
+                                 "gives no local_replace_version")
+            lines.append(f"{old_s} => {old['Path']} {local_version}")
+        else:
+            lines.append(f"{old_s} => {new['Path']} {new['Version']}")
+    return lines
+
+
+def ldflags(spec: dict) -> str:
+    version = spec["version"]
+    parts = version.lstrip("v").split(".")
+    fields = {"version": version, "major": parts[0], "minor": parts[1]}
+    return " ".join(["-s", "-w"] + [flag.format(**fields) for flag in spec.get("ldflags", [])])
+
+
+def build_tool(name: str, spec: dict, root: Path, env: dict[str, str], gover: str) -> str:
+    bindir = root / "bin"
+    stampdir = root / "stamps"
+    bindir.mkdir(parents=True, exist_ok=True)
+    stampdir.mkdir(parents=True, exist_ok=True)
+    packages = dict(spec["packages"])
+    packages.update(spec.get("extra_packages", {}))
+    digest = recipe_hash(name, spec, gover)
+    stamp = stampdir / f"{name}.json"
+    if stamp.exists() and all((bindir / b).exists() for b in packages):
+        if json.loads(stamp.read_text()).get("digest") == digest:
+            return "up to date"
+
+    started = time.monotonic()
+    workdir = root / "src" / f"{name}-{spec['version']}"
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    (workdir / "go.mod").write_text(f"module homecluster.local/tools/{name}\n\ngo 1.26\n")
+    modules = {spec["module"]: spec["version"], **spec.get("extra_modules", {})}
+    replaces: list[str] = []
+    for module, version in modules.items():
+        for line in upstream_replaces(module, version, spec.get("local_replace_version"), workdir, env):
+            if line not in replaces:
+                replaces.append(line)
+    gomod = [f"module homecluster.local/tools/{name}", "", "go 1.26", "", "require ("]
+    gomod += [f"\t{m} {v}" for m, v in modules.items()] + [")", ""]
+    if replaces:
+        gomod += ["replace ("] + [f"\t{r}" for r in replaces] + [")", ""]
+    (workdir / "go.mod").write_text("\n".join(gomod))
+    imports = "\n".join(f'\t_ "{p}"' for p in packages.values())
+    (workdir / "tools.go").write_text(
+        f"//go:build tools\n\n// Package tools pins the programs this wrapper builds.\npackage tools\n\n"
+        f"import (\n{imports}\n)\n")
+    run(["go", "mod", "tidy"], workdir, env)
+    out = workdir / "out"
+    out.mkdir()
+    run(["go", "build", "-trimpath", "-ldflags", ldflags(spec), "-o", str(out) + "/",
+         *packages.values()], workdir, env)
+    for binary, pkg in packages.items():
+        built = out / Path(pkg).name
+        if not built.exists():
+            # go names the binary after the last path element that is not a major version
+            candidates = [p for p in out.iterdir()]
+            built = next((c for c in candidates if c.name == binary), None) or (
+                candidates[0] if len(candidates) == 1 else None)
+            if built is None:
+                raise SystemExit(f"{name}: cannot find the binary for {pkg} in {out}")
+        shutil.move(str(built), bindir / binary)
+    shutil.rmtree(out)
+    stamp.write_text(json.dumps({"digest": digest, "version": spec["version"],
+                                 "binaries": sorted(packages)}, indent=2))
+    return f"built in {time.monotonic() - started:.0f}s"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", help="build only these tools")
+    parser.add_argument("--list", action="store_true", help="print tool names and versions")
+    args = parser.parse_args()
+    spec = json.loads(VERSIONS.read_text())
+    tools = spec["go_tools"]
+    if args.list:
+        for name, tool in tools.items():
+            print(f"{name} {tool['version']}")
+        return 0
+    root = cache_dir()
+    env = go_env()
+    gover = go_version(env)
+    for name, tool in tools.items():
+        if args.only and name not in args.only:
+            continue
+        print(f"{name} {tool['version']}: ", end="", flush=True)
+        print(build_tool(name, tool, root, env, gover), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
