@@ -1,0 +1,311 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A real Ceph cluster on loopback for the ceph_* modules' tests.
+
+One monitor, one manager and N (default 3) memstore OSDs, all from the Debian packages, all state
+(data, keyrings, pid files, admin sockets, logs) under one directory. Nothing touches /etc/ceph or
+/var/lib/ceph, so several clusters can run side by side on different loopback addresses.
+
+    cluster up --dir DIR [--address 127.0.0.1] [--osds 3] [--timeout 120]
+    cluster status --dir DIR
+    cluster down --dir DIR [--purge]
+
+`up` prints the environment a client needs (CEPH_CONF, CEPH_KEYRING) and the seconds it took;
+DIR/env holds the same lines for a shell to source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+CONF_TEMPLATE = """\
+[global]
+fsid = {fsid}
+mon host = [v2:{address}:{v2_port},v1:{address}:{v1_port}]
+mon initial members = a
+public addr = {address}
+cluster addr = {address}
+auth cluster required = cephx
+auth service required = cephx
+auth client required = cephx
+auth allow insecure global id reclaim = false
+keyring = {dir}/ceph.client.admin.keyring
+run dir = {dir}/run
+admin socket = {dir}/run/$cluster-$name.asok
+pid file = {dir}/run/$name.pid
+log file = {dir}/log/$name.log
+crash dir = {dir}/crash
+exporter sock dir = {dir}/run
+osd pool default size = {pool_size}
+osd pool default min size = 1
+osd crush chooseleaf type = 0
+mon allow pool size one = true
+mon allow pool delete = true
+mon warn on pool no redundancy = false
+mon data avail warn = 1
+mon warn on insecure global id reclaim allowed = false
+osd max object name len = 460
+osd max object namespace len = 64
+mgr initial modules = iostat
+
+[mon]
+mon data = {dir}/mon/$cluster-$id
+keyring = {dir}/mon/$cluster-$id/keyring
+
+[mgr]
+mgr data = {dir}/mgr/$cluster-$id
+keyring = {dir}/mgr/$cluster-$id/keyring
+
+[osd]
+osd data = {dir}/osd/$cluster-$id
+keyring = {dir}/osd/$cluster-$id/keyring
+osd objectstore = memstore
+memstore device bytes = {memstore_bytes}
+osd op num shards = 1
+osd op num threads per shard = 2
+"""
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def run(cmd: list[str], *, timeout: float = 60, stdin: str | None = None) -> str:
+    try:
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ClusterError(f"timed out after {timeout}s: {' '.join(cmd)}") from exc
+    if proc.returncode != 0:
+        raise ClusterError(f"{' '.join(cmd)} failed (rc={proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout
+
+
+class Cluster:
+    def __init__(self, directory: str) -> None:
+        self.dir = Path(directory).resolve()
+        self.conf = self.dir / "ceph.conf"
+        self.keyring = self.dir / "ceph.client.admin.keyring"
+
+    # -- helpers ---------------------------------------------------------------------------
+    def ceph(self, *args: str, timeout: float = 30, stdin: str | None = None) -> str:
+        cmd = ["ceph", "--conf", str(self.conf), "--connect-timeout", str(int(timeout)), *args]
+        return run(cmd, timeout=timeout + 5, stdin=stdin)
+
+    def status(self, timeout: float = 10) -> dict:
+        return json.loads(self.ceph("status", "--format", "json", timeout=timeout))
+
+    def pid_files(self) -> list[Path]:
+        run_dir = self.dir / "run"
+        return sorted(run_dir.glob("*.pid")) if run_dir.is_dir() else []
+
+    def own_pids(self) -> list[int]:
+        """Processes started for this cluster: pid files, plus any process whose command line
+        names this cluster's ceph.conf (a daemon that died before writing its pid file)."""
+        pids: set[int] = set()
+        for pid_file in self.pid_files():
+            try:
+                pids.add(int(pid_file.read_text().strip()))
+            except (OSError, ValueError):
+                continue
+        marker = str(self.conf).encode()
+        for proc_dir in Path("/proc").iterdir():
+            if not proc_dir.name.isdigit():
+                continue
+            try:
+                cmdline = (proc_dir / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker in cmdline and b"ceph-" in cmdline:
+                pids.add(int(proc_dir.name))
+        return sorted(p for p in pids if alive(p))
+
+    def env_lines(self) -> list[str]:
+        return [f"CEPH_CONF={self.conf}", f"CEPH_KEYRING={self.keyring}"]
+
+    # -- up --------------------------------------------------------------------------------
+    def up(self, address: str, osds: int, timeout: float, v1_port: int, v2_port: int, memstore_mb: int) -> float:
+        started = time.monotonic()
+        if self.conf.exists() and self.own_pids():
+            raise ClusterError(f"a cluster already runs from {self.dir}; run 'down' first")
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        for sub in ("run", "log", "crash", "mon/ceph-a", "mgr/ceph-x"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o700)
+        fsid = str(uuid.uuid4())
+        self.conf.write_text(
+            CONF_TEMPLATE.format(
+                fsid=fsid,
+                address=address,
+                v1_port=v1_port,
+                v2_port=v2_port,
+                dir=self.dir,
+                pool_size=min(3, osds),
+                memstore_bytes=memstore_mb * 1024 * 1024,
+            )
+        )
+        mon_keyring = self.dir / "mon.keyring"  # mkfs writes mon/ceph-a/keyring itself
+        authtool = ["ceph-authtool"]
+        run([*authtool, "--create-keyring", str(mon_keyring), "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"])
+        run([
+            *authtool, "--create-keyring", str(self.keyring), "--gen-key", "-n", "client.admin",
+            "--cap", "mon", "allow *", "--cap", "osd", "allow *", "--cap", "mds", "allow *", "--cap", "mgr", "allow *",
+        ])
+        mgr_keyring = self.dir / "mgr/ceph-x/keyring"
+        run([
+            *authtool, "--create-keyring", str(mgr_keyring), "--gen-key", "-n", "mgr.x",
+            "--cap", "mon", "allow profile mgr", "--cap", "osd", "allow *", "--cap", "mds", "allow *",
+        ])
+        run([*authtool, str(mon_keyring), "--import-keyring", str(self.keyring)])
+        run([*authtool, str(mon_keyring), "--import-keyring", str(mgr_keyring)])
+        for keyring in (mon_keyring, self.keyring, mgr_keyring):
+            keyring.chmod(0o600)
+        monmap = self.dir / "monmap"
+        run([
+            "monmaptool", "--create", "--fsid", fsid,
+            "--addv", "a", f"[v2:{address}:{v2_port},v1:{address}:{v1_port}]", str(monmap),
+        ])
+        run(["ceph-mon", "--conf", str(self.conf), "--mkfs", "-i", "a", "--monmap", str(monmap),
+             "--keyring", str(mon_keyring)])
+        run(["ceph-mon", "--conf", str(self.conf), "-i", "a"])
+        run(["ceph-mgr", "--conf", str(self.conf), "-i", "x"])
+        self._make_osds(osds)
+        self.wait_healthy(osds, started + timeout)
+        (self.dir / "env").write_text("".join(f"export {line}\n" for line in self.env_lines()))
+        return time.monotonic() - started
+
+    def _make_osds(self, count: int) -> None:
+        mkfs = []
+        for osd_id in range(count):
+            osd_uuid = str(uuid.uuid4())
+            key = run(["ceph-authtool", "--gen-print-key"]).strip()
+            data = self.dir / f"osd/ceph-{osd_id}"
+            data.mkdir(parents=True)
+            keyring = data / "keyring"
+            keyring.write_text(f"[osd.{osd_id}]\n\tkey = {key}\n")
+            keyring.chmod(0o600)
+            self.ceph("osd", "new", osd_uuid, str(osd_id), "-i", "-", stdin=json.dumps({"cephx_secret": key}))
+            mkfs.append(subprocess.Popen(
+                ["ceph-osd", "--conf", str(self.conf), "-i", str(osd_id), "--mkfs", "--osd-uuid", osd_uuid],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            ))
+        for osd_id, proc in enumerate(mkfs):
+            out, _ = proc.communicate(timeout=60)
+            if proc.returncode != 0:
+                raise ClusterError(f"ceph-osd --mkfs for osd.{osd_id} failed: {out.strip()}")
+            run(["ceph-osd", "--conf", str(self.conf), "-i", str(osd_id)])
+
+    def wait_healthy(self, osds: int, deadline: float) -> dict:
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                st = self.status(timeout=5)
+            except (ClusterError, ValueError) as exc:
+                last = exc
+            else:
+                last = st["health"]
+                up = st.get("osdmap", {}).get("num_up_osds", st.get("osdmap", {}).get("osdmap", {}).get("num_up_osds"))
+                if st["health"]["status"] == "HEALTH_OK" and up == osds and st.get("mgrmap", {}).get("available"):
+                    return st
+            time.sleep(0.5)
+        raise ClusterError(f"cluster in {self.dir} not HEALTH_OK with {osds} OSDs up in time; last: {last}")
+
+    # -- down ------------------------------------------------------------------------------
+    def down(self, purge: bool) -> list[int]:
+        pids = self.own_pids()
+        for pid in pids:
+            signal_pid(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(alive(p) for p in pids):
+            time.sleep(0.1)
+        for pid in pids:
+            if alive(pid):
+                signal_pid(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(alive(p) for p in pids):
+            time.sleep(0.1)
+        left = [p for p in pids if alive(p)]
+        if left:
+            raise ClusterError(f"processes still running after SIGKILL: {left}")
+        for pid_file in self.pid_files():
+            pid_file.unlink(missing_ok=True)
+        if purge and self.dir.exists():
+            shutil.rmtree(self.dir)
+        return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def signal_pid(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lab/ceph/cluster", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    up = sub.add_parser("up", help="create and start a cluster, wait for HEALTH_OK")
+    up.add_argument("--dir", required=True)
+    up.add_argument("--address", default="127.0.0.1", help="loopback address every daemon binds to")
+    up.add_argument("--osds", type=int, default=3)
+    up.add_argument("--v1-port", type=int, default=6789)
+    up.add_argument("--v2-port", type=int, default=3300)
+    up.add_argument("--memstore-mb", type=int, default=512, help="capacity of each memstore OSD")
+    up.add_argument("--timeout", type=float, default=120)
+    st = sub.add_parser("status", help="daemons running and the cluster's health")
+    st.add_argument("--dir", required=True)
+    down = sub.add_parser("down", help="stop every daemon of the cluster")
+    down.add_argument("--dir", required=True)
+    down.add_argument("--purge", action="store_true", help="also remove DIR")
+    args = parser.parse_args(argv)
+    cluster = Cluster(args.dir)
+    try:
+        if args.action == "up":
+            if not args.address.startswith("127."):
+                parser.error("--address must be a loopback address (127.0.0.0/8)")
+            try:
+                seconds = cluster.up(args.address, args.osds, args.timeout, args.v1_port, args.v2_port,
+                                     args.memstore_mb)
+            except (ClusterError, subprocess.TimeoutExpired):
+                cluster.down(purge=False)  # leave no daemon behind; keep the logs
+                raise
+            for line in cluster.env_lines():
+                print(line)
+            print(f"HEALTH_OK with {args.osds} OSDs in {seconds:.1f}s", file=sys.stderr)
+        elif args.action == "status":
+            pids = cluster.own_pids()
+            print(f"daemons running: {len(pids)} {pids}")
+            if not pids:
+                return 3
+            st = cluster.status(timeout=5)
+            print(f"health: {st['health']['status']}")
+            return 0 if st["health"]["status"] != "HEALTH_ERR" else 1
+        else:
+            pids = cluster.down(args.purge)
+            print(f"stopped {len(pids)} daemons")
+    except (ClusterError, subprocess.TimeoutExpired) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if args.action == "up":
+            print(f"logs: {cluster.dir / 'log'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
