@@ -379,7 +379,13 @@ def stage_sync(args: argparse.Namespace) -> None:
 
 # --------------------------------------------------------------------------- nodes
 
-def _node_manifest(name: str, ip: str, role: str, labels: dict[str, str]) -> dict:
+def _kubernetes_version() -> str:
+    versions = json.loads((LAB / "tools" / "versions.json").read_text())
+    return versions["go_tools"]["kubernetes"]["version"]
+
+
+def _node_manifest(name: str, ip: str, role: str, labels: dict[str, str],
+                   os_image: str = "Talos (homecluster lab)") -> dict:
     all_labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
                   "type": "kwok", **labels}
     if role == "controlplane":
@@ -390,6 +396,11 @@ def _node_manifest(name: str, ip: str, role: str, labels: dict[str, str]) -> dic
                                                                          "homecluster.dev/address": ip}},
         "spec": {},
         "status": {"addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+                   "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
+                                "osImage": os_image, "kernelVersion": "lab",
+                                "containerRuntimeVersion": "containerd://lab",
+                                "kubeletVersion": _kubernetes_version(), "kubeProxyVersion": "",
+                                "machineID": "", "systemUUID": "", "bootID": ""},
                    "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "250"},
                    "capacity": {"cpu": "32", "memory": "256Gi", "pods": "250"}},
     }

@@ -5,10 +5,11 @@ set -euo pipefail
 kind=$1; shift
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 dest="${HOMECLUSTER_CACHE:-$HOME/.cache/homecluster}/ansible-test/ansible_collections/homecluster/platform"
-mkdir -p "$dest"
+rm -rf "$dest"; mkdir -p "$dest"
 # Only what git tracks or would track: the collection as it will be published plus its tests.
-(cd "$repo" && git ls-files -co --exclude-standard -z) | \
-  rsync -a --delete --from0 --files-from=- "$repo/" "$dest/"
+# The lab, benchmarks and molecule scenarios are not part of the published collection.
+(cd "$repo" && git ls-files -co --exclude-standard -z -- . ':!lab' ':!bench' ':!molecule' ':!.ci') | \
+  rsync -a --from0 --files-from=- "$repo/" "$dest/"
 cd "$dest"
 case "$kind" in
   sanity) echo "== ansible-test sanity"

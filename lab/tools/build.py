@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -80,6 +81,15 @@ def upstream_replaces(module: str, version: str, local_version: str | None, work
     return lines
 
 
+def go_binary_name(pkg: str) -> str:
+    """The file name `go build -o dir/` gives a main package: its last path element, skipping a
+    major-version suffix (go.etcd.io/etcd/server/v3 -> server)."""
+    parts = pkg.split("/")
+    if len(parts) > 1 and re.fullmatch(r"v[0-9]+", parts[-1]):
+        return parts[-2]
+    return parts[-1]
+
+
 def ldflags(spec: dict) -> str:
     version = spec["version"]
     parts = version.lstrip("v").split(".")
@@ -127,14 +137,9 @@ def build_tool(name: str, spec: dict, root: Path, env: dict[str, str], gover: st
     run(["go", "build", "-trimpath", "-ldflags", ldflags(spec), "-o", str(out) + "/",
          *packages.values()], workdir, env)
     for binary, pkg in packages.items():
-        built = out / Path(pkg).name
+        built = out / go_binary_name(pkg)
         if not built.exists():
-            # go names the binary after the last path element that is not a major version
-            candidates = [p for p in out.iterdir()]
-            built = next((c for c in candidates if c.name == binary), None) or (
-                candidates[0] if len(candidates) == 1 else None)
-            if built is None:
-                raise SystemExit(f"{name}: cannot find the binary for {pkg} in {out}")
+            raise SystemExit(f"{name}: go build left no {built.name} for {pkg} in {out}")
         shutil.move(str(built), bindir / binary)
     shutil.rmtree(out)
     stamp.write_text(json.dumps({"digest": digest, "version": spec["version"],
