@@ -208,12 +208,13 @@ def validate(module):
             module.fail_json(msg=f"{item['path']} is listed twice in files/secrets")
         seen.add(item["path"])
         item["format"] = detect_format(item["path"], item["format"])
-    if p["secrets"]:
+    bad = [r for r in p["age_recipients"] if not r.startswith("age1")]
+    if bad:
+        module.fail_json(msg=f"age_recipients must be age public keys (age1...): {', '.join(bad)}")
+    if p["secrets"] and not module.check_mode:
+        # Check mode may run before the key pair exists; a real run needs both.
         if not p["age_recipients"]:
             module.fail_json(msg="age_recipients is required when secrets are given")
-        bad = [r for r in p["age_recipients"] if not r.startswith("age1")]
-        if bad:
-            module.fail_json(msg=f"age_recipients must be age public keys (age1...): {', '.join(bad)}")
         if not p["age_key_file"] or not os.path.isfile(p["age_key_file"]):
             module.fail_json(msg=f"age_key_file {p['age_key_file']!r} is required to compare committed secrets "
                                  "and must exist (generate it with homecluster.platform.age_keypair)")
@@ -266,6 +267,11 @@ def plan(module, git, sops, base):
     for item in p["secrets"]:
         path = item["path"]
         ciphertext = git.blob(base, path) if path in existing else None
+        if not p["age_key_file"] or not os.path.isfile(p["age_key_file"]):
+            # Check mode before the key exists: nothing can be compared, everything will be encrypted anew.
+            changes.append({"path": path, "change": "modified" if ciphertext is not None else "added", "secret": True,
+                            "reason": "age key not generated yet", "before": "", "after": "<secret>\n", "item": item})
+            continue
         try:
             changed, reason, current = sops.needs_update(ciphertext, item["content"], path, item["format"],
                                                          recipients=p["age_recipients"],
