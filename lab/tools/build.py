@@ -61,7 +61,7 @@ def recipe_hash(name: str, spec: dict, gover: str) -> str:
 
 
 def upstream_replaces(module: str, version: str, local_version: str | None, workdir: Path,
-                      env: dict[str, str]) -> list[str]:
+                      env: dict[str, str], drop: dict[str, str]) -> list[str]:
     """Return replace lines for the wrapper, derived from the upstream go.mod."""
     info = json.loads(run(["go", "mod", "download", "-json", f"{module}@{version}"], workdir, env))
     mod = json.loads(run(["go", "mod", "edit", "-json", info["GoMod"]], workdir, env))
@@ -69,6 +69,8 @@ def upstream_replaces(module: str, version: str, local_version: str | None, work
     for rep in mod.get("Replace") or []:
         old, new = rep["Old"], rep["New"]
         old_s = old["Path"] + (f" {old['Version']}" if old.get("Version") else "")
+        if old["Path"] in drop:
+            continue
         if new["Path"].startswith(("./", "../")):
             if old["Path"].endswith("FORBIDDEN_DEPENDENCY") or "FORBIDDEN" in new["Path"]:
                 continue
@@ -119,7 +121,8 @@ def build_tool(name: str, spec: dict, root: Path, env: dict[str, str], gover: st
     modules = {spec["module"]: spec["version"], **spec.get("extra_modules", {})}
     replaces: list[str] = []
     for module, version in modules.items():
-        for line in upstream_replaces(module, version, spec.get("local_replace_version"), workdir, env):
+        for line in upstream_replaces(module, version, spec.get("local_replace_version"), workdir, env,
+                                       spec.get("drop_replaces", {})):
             if line not in replaces:
                 replaces.append(line)
     gomod = [f"module homecluster.local/tools/{name}", "", "go 1.26", "", "require ("]
