@@ -1,0 +1,311 @@
+#!/usr/bin/python
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright: HomeCluster developers
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: talos_machineconfig
+short_description: Render and validate the machine config of one Talos node
+version_added: 0.1.0
+description:
+  - Renders the machine config of one node from the cluster spec with
+    C(talosctl gen config --with-secrets), cluster-wide patches (C(--config-patch)), patches for the
+    node's role (C(--config-patch-control-plane) or C(--config-patch-worker)) and node patches
+    (C(talosctl machineconfig patch)), in that order, so a node patch wins over a role patch and a
+    role patch over a cluster-wide one.
+  - Validates the result with C(talosctl validate) before writing it, so a bad patch fails before
+    anything changes.
+  - Writes O(dest) with mode C(0600) (the config holds cluster keys) only when its content differs;
+    with fixed secrets the rendering is deterministic, so an unchanged input reports no change.
+  - A SOPS-encrypted secrets bundle is decrypted with C(sops -d) into a private temporary directory
+    for the duration of the call.
+options:
+  dest:
+    description: Where to write the machine config on the controller.
+    type: path
+    required: true
+  cluster_name:
+    description: Name of the cluster.
+    type: str
+    required: true
+  cluster_endpoint:
+    description: Kubernetes API endpoint URL, for example C(https://192.168.1.10:6443).
+    type: str
+    required: true
+  secrets_file:
+    description: The secrets bundle written by M(homecluster.platform.talos_secrets).
+    type: path
+    required: true
+  machine_type:
+    description: Role of the node.
+    type: str
+    required: true
+    choices: [controlplane, worker]
+  talos_version:
+    description:
+      - Config format contract (C(talosctl gen config --talos-version)), for example C(v1.14).
+      - Decides which config documents are generated; the installed Talos release is decided by O(install_image).
+    type: str
+  kubernetes_version:
+    description: Kubernetes version the config deploys, for example C(1.37.2).
+    type: str
+  install_disk:
+    description: Disk Talos installs to, for example C(/dev/sda).
+    type: str
+  install_image:
+    description: Installer image (decides the Talos release installed on the disk).
+    type: str
+  additional_sans:
+    description: Extra subject alternative names for the API server certificate.
+    type: list
+    elements: str
+    default: []
+  dns_domain:
+    description: Cluster DNS domain.
+    type: str
+  patches:
+    description:
+      - Patches applied to every node (strategic merge or JSON patch), as YAML text, a mapping or a list.
+    type: list
+    elements: raw
+    default: []
+  role_patches:
+    description: Patches applied to nodes of this O(machine_type) only.
+    type: list
+    elements: raw
+    default: []
+  node_patches:
+    description: Patches applied to this node only, after all others.
+    type: list
+    elements: raw
+    default: []
+  validate_mode:
+    description: Runtime mode the config is validated for.
+    type: str
+    default: metal
+    choices: [metal, cloud, container]
+  validate_strict:
+    description: Treat validation warnings as errors.
+    type: bool
+    default: false
+  sops_path:
+    description: Path to C(sops), used only when O(secrets_file) is SOPS-encrypted.
+    type: path
+extends_documentation_fragment:
+  - homecluster.platform.talosctl
+attributes:
+  check_mode:
+    support: full
+    details: Rendering is local and read-only, so check mode renders, validates and compares for real.
+  diff_mode:
+    support: full
+    details: Keys, certificates and tokens are shown as fingerprints.
+  idempotent:
+    support: full
+author:
+  - HomeCluster developers
+"""
+
+EXAMPLES = r"""
+- name: Render the machine config of a control plane
+  homecluster.platform.talos_machineconfig:
+    dest: "{{ inventory_dir }}/talos/nodes/cp1.yaml"
+    cluster_name: home
+    cluster_endpoint: https://192.168.1.10:6443
+    secrets_file: "{{ inventory_dir }}/talos/secrets.yaml"
+    machine_type: controlplane
+    talos_version: v1.14
+    kubernetes_version: 1.37.2
+    install_disk: /dev/sda
+    patches:
+      - apiVersion: v1alpha1
+        kind: KubeProxyConfig
+        enabled: false
+    node_patches:
+      - apiVersion: v1alpha1
+        kind: HostnameConfig
+        hostname: cp1
+        auto: "off"
+"""
+
+RETURN = r"""
+dest:
+  description: Path of the machine config.
+  returned: always
+  type: str
+  sample: /home/me/lab/talos/nodes/cp1.yaml
+sha256:
+  description: SHA-256 of the rendered config.
+  returned: always
+  type: str
+  sample: 0f3c9a...
+documents:
+  description: Kinds of the documents in the rendered config.
+  returned: always
+  type: list
+  elements: str
+  sample: [v1alpha1, KubeProxyConfig, HostnameConfig]
+warnings_validate:
+  description: Warnings printed by C(talosctl validate).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homecluster.platform.plugins.module_utils._talosctl import (
+    PrivateDir,
+    Talosctl,
+    TalosctlError,
+    file_mode,
+    parse_yaml_stream,
+    redact,
+    talosctl_argument_spec,
+    write_private_file,
+)
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover
+    yaml = None
+
+
+def patch_text(item):
+    """A patch as talosctl reads it from a file: YAML text as given, mappings dumped, JSON patches as JSON."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, list) and item and all(isinstance(op, dict) and "op" in op for op in item):
+        return json.dumps(item)
+    if isinstance(item, list):
+        return "---\n".join(yaml.safe_dump(doc, sort_keys=False) for doc in item)
+    return yaml.safe_dump(item, sort_keys=False)
+
+
+def decrypt_secrets(module, path, private):
+    with open(path) as handle:
+        data = yaml.safe_load(handle)
+    if not isinstance(data, dict) or "sops" not in data:
+        return path
+    sops = module.params["sops_path"] or shutil.which("sops") or os.path.expanduser("~/.cache/homecluster/bin/sops")
+    if not os.path.exists(sops):
+        module.fail_json(msg=f"{path} is SOPS-encrypted and sops was not found; set sops_path")
+    env = {k: v for k, v in os.environ.items() if k.startswith("SOPS_") or k in ("PATH", "HOME", "GNUPGHOME")}
+    env["LANG"] = "C"
+    proc = subprocess.run([sops, "--decrypt", path], capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        module.fail_json(msg=f"sops could not decrypt {path}: {proc.stderr.strip()}", rc=proc.returncode)
+    return private.write("secrets.yaml", proc.stdout)
+
+
+def render(module, talos, private):
+    p = module.params
+    secrets = decrypt_secrets(module, p["secrets_file"], private)
+
+    def files(prefix, items):
+        return ["@" + private.write(f"{prefix}-{i}.yaml", patch_text(item)) for i, item in enumerate(items)]
+
+    role = files("role", p["role_patches"])
+    text = talos.gen_config(
+        p["cluster_name"], p["cluster_endpoint"], secrets_file=secrets, output_type=p["machine_type"],
+        talos_version=p["talos_version"], kubernetes_version=p["kubernetes_version"],
+        install_disk=p["install_disk"], install_image=p["install_image"], additional_sans=p["additional_sans"],
+        dns_domain=p["dns_domain"], patches=files("cluster", p["patches"]),
+        patches_controlplane=role if p["machine_type"] == "controlplane" else None,
+        patches_worker=role if p["machine_type"] == "worker" else None,
+    )
+    if p["node_patches"]:
+        base = private.write("base.yaml", text)
+        text = talos.machineconfig_patch(base, files("node", p["node_patches"]))
+    candidate = private.write("candidate.yaml", text)
+    res = talos.validate(candidate, mode=p["validate_mode"], strict=p["validate_strict"])
+    warnings = [line.split(":", 1)[1].strip() for line in res.stderr.splitlines() if line.startswith("WARNING:")]
+    if res.rc != 0:
+        detail = res.stderr.strip() or res.stdout.strip()
+        module.fail_json(msg=f"the rendered config for {p['dest']} is not valid: {detail}",
+                         cmd=" ".join(res.cmd), rc=res.rc, stderr=res.stderr)
+    return text, warnings
+
+
+def kinds(docs):
+    out = []
+    for doc in docs:
+        if isinstance(doc, dict):
+            out.append(doc.get("kind") or ("v1alpha1" if "machine" in doc else "unknown"))
+    return out
+
+
+def main():
+    spec = talosctl_argument_spec()
+    spec.update(
+        dest={"type": "path", "required": True},
+        cluster_name={"type": "str", "required": True},
+        cluster_endpoint={"type": "str", "required": True},
+        secrets_file={"type": "path", "required": True},
+        machine_type={"type": "str", "required": True, "choices": ["controlplane", "worker"]},
+        talos_version={"type": "str"},
+        kubernetes_version={"type": "str"},
+        install_disk={"type": "str"},
+        install_image={"type": "str"},
+        additional_sans={"type": "list", "elements": "str", "default": []},
+        dns_domain={"type": "str"},
+        patches={"type": "list", "elements": "raw", "default": []},
+        role_patches={"type": "list", "elements": "raw", "default": []},
+        node_patches={"type": "list", "elements": "raw", "default": []},
+        validate_mode={"type": "str", "default": "metal", "choices": ["metal", "cloud", "container"]},
+        validate_strict={"type": "bool", "default": False},
+        sops_path={"type": "path"},
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    p = module.params
+    if not p["cluster_endpoint"].startswith("https://"):
+        module.fail_json(msg=f"cluster_endpoint {p['cluster_endpoint']!r} must be an https:// URL such as "
+                             "https://192.168.1.10:6443")
+    if not os.path.isfile(p["secrets_file"]):
+        module.fail_json(msg=f"secrets_file {p['secrets_file']} does not exist; run talos_secrets first")
+
+    talos = Talosctl.from_module(module)
+    with PrivateDir() as private:
+        try:
+            text, warnings = render(module, talos, private)
+        except TalosctlError as exc:
+            module.fail_json(**exc.as_fail_kwargs())
+
+    dest = p["dest"]
+    current = None
+    if os.path.exists(dest):
+        with open(dest) as handle:
+            current = handle.read()
+    docs = parse_yaml_stream(text)
+    result = {
+        "changed": False, "dest": dest, "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "documents": kinds(docs), "warnings_validate": warnings,
+    }
+    content_changed = current != text
+    mode_changed = current is not None and file_mode(dest) != 0o600
+    result["changed"] = content_changed or mode_changed
+    if module._diff and result["changed"]:
+        before = ""
+        if current is not None:
+            try:
+                before = yaml.safe_dump_all([redact(d) for d in parse_yaml_stream(current)], sort_keys=False)
+            except yaml.YAMLError:
+                before = "<unparsable previous content>\n"
+        after = yaml.safe_dump_all([redact(d) for d in docs], sort_keys=False)
+        result["diff"] = {"before": before, "after": after, "before_header": dest, "after_header": dest}
+    if result["changed"] and not module.check_mode:
+        if content_changed:
+            write_private_file(dest, text, 0o600)
+        else:
+            os.chmod(dest, 0o600)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
