@@ -57,7 +57,6 @@ version:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.homecluster.platform.plugins.module_utils._proxmox import (
     PROXMOX_MUTUALLY_EXCLUSIVE,
     PROXMOX_REQUIRED_ONE_OF,
