@@ -125,6 +125,11 @@ def build_tool(name: str, spec: dict, root: Path, env: dict[str, str], gover: st
                                        spec.get("drop_replaces", {})):
             if line not in replaces:
                 replaces.append(line)
+    # Modules the Go module proxy reachable here does not serve at the pinned version: replaced
+    # by the nearest served release, each with its reason in versions.json.
+    for module, (version, _reason) in spec.get("substitute_modules", {}).items():
+        replaces = [r for r in replaces if not r.startswith(module + " ")]
+        replaces.append(f"{module} => {module} {version}")
     gomod = [f"module homecluster.local/tools/{name}", "", "go 1.26", "", "require ("]
     gomod += [f"\t{m} {v}" for m, v in modules.items()] + [")", ""]
     if replaces:
