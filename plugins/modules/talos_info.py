@@ -24,11 +24,14 @@ options:
     elements: str
     default: []
   gather:
-    description: What to collect for configured nodes.
+    description:
+      - What to collect. C(version) for every reachable node; C(status), C(services) and C(etcd) for configured nodes.
+      - C(disks) lists the block devices of every reachable node (C(get disks), insecure in maintenance),
+        as used by the install-disk preflight; not gathered unless asked for.
     type: list
     elements: str
     default: [version, status, services, etcd]
-    choices: [version, status, services, etcd]
+    choices: [version, status, services, etcd, disks]
 extends_documentation_fragment:
   - homecluster.platform.talosctl
 attributes:
@@ -63,6 +66,7 @@ nodes:
       ready: true
       version: {tag: v1.14.1}
       services: {etcd: {running: true, healthy: true}}
+      disks: [{id: sda, dev_path: /dev/sda, size: 107374182400, model: QEMU HARDDISK}]
       error: null
 maintenance:
   description: Nodes in maintenance mode.
@@ -117,14 +121,34 @@ def services_by_node(talos, nodes):
     return out, errors
 
 
+DISK_FIELDS = ("dev_path", "size", "pretty_size", "model", "transport", "readonly", "cdrom", "serial", "wwid")
+
+
+def disks_by_node(talos, nodes, insecure):
+    items, errors, _res = talos.get("disks", nodes=nodes, insecure=insecure, check=False)
+    out = {n: [] for n in nodes}
+    for item in items:
+        node = item.get("node")
+        spec = item.get("spec") or {}
+        if node in out:
+            disk = {"id": (item.get("metadata") or {}).get("id")}
+            disk.update({k: spec[k] for k in DISK_FIELDS if k in spec})
+            out[node].append(disk)
+    return out, errors
+
+
 def gather(module, talos):
     p = module.params
     nodes = list(dict.fromkeys(p["nodes"]))
     probe = probe_maintenance(talos, nodes)
     info = {n: {"state": probe[n]["state"], "stage": probe[n]["stage"], "ready": False, "version": None,
-                "services": {}, "error": probe[n]["error"]} for n in nodes}
+                "services": {}, "disks": [], "error": probe[n]["error"]} for n in nodes}
     maint = [n for n in nodes if info[n]["state"] == MAINTENANCE]
     conf = [n for n in nodes if info[n]["state"] == CONFIGURED]
+    if maint and "disks" in p["gather"]:
+        disks, _errors = disks_by_node(talos, maint, insecure=True)
+        for node, found in disks.items():
+            info[node]["disks"] = found
     if maint and "version" in p["gather"]:
         versions, _errors, _res = talos.version(nodes=maint, insecure=True, check=False)
         for node, version in versions.items():
@@ -147,6 +171,10 @@ def gather(module, talos):
 
 def gather_configured(talos, p, conf, info):
     members = []
+    if "disks" in p["gather"]:
+        disks, _errors = disks_by_node(talos, conf, insecure=False)
+        for node, found in disks.items():
+            info[node]["disks"] = found
     if "version" in p["gather"]:
         versions, _errors, _res = talos.version(nodes=conf, check=False)
         for node, version in versions.items():
@@ -175,7 +203,7 @@ def main():
         nodes={"type": "list", "elements": "str", "required": True},
         control_plane_nodes={"type": "list", "elements": "str", "default": []},
         gather={"type": "list", "elements": "str", "default": ["version", "status", "services", "etcd"],
-                "choices": ["version", "status", "services", "etcd"]},
+                "choices": ["version", "status", "services", "etcd", "disks"]},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     if not module.params["nodes"]:
