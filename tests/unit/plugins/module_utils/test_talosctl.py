@@ -1,0 +1,152 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from ansible_collections.homecluster.platform.plugins.module_utils import _talosctl as t
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "modules", "fixtures", "talosctl")
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name)) as handle:
+        return handle.read()
+
+
+def test_parse_json_stream_reads_concatenated_objects():
+    text = '{\n    "node": "a",\n    "spec": {"x": 1}\n}\n{\n    "node": "b"\n}\n'
+    assert [i["node"] for i in t.parse_json_stream(text)] == ["a", "b"]
+    assert t.parse_json_stream("") == []
+
+
+def test_parse_table_uses_header_columns():
+    rows = t.parse_table(fixture("etcd_members.stdout"))
+    assert len(rows) == 2
+    assert rows[0]["hostname"] == "cp1"
+    assert rows[1]["peer_urls"] == "https://127.0.10.12:2380"
+    assert rows[1]["learner"] == "false"
+
+
+def test_parse_table_empty_cell():
+    text = "NODE   ID   HOSTNAME   LEARNER\nn1     1a              false\n"
+    rows = t.parse_table(text)
+    assert rows == [{"node": "n1", "id": "1a", "hostname": "", "learner": "false"}]
+
+
+@pytest.mark.parametrize(
+    ("name", "no_changes", "reboot", "diff_has"),
+    [
+        ("dry_run_no_changes.stderr", True, False, None),
+        ("dry_run_label.stderr", False, False, "+    topology.kubernetes.io/zone: b"),
+        ("dry_run_reboot.stderr", False, True, "+        disk: /dev/sdb"),
+    ],
+)
+def test_parse_apply_output(name, no_changes, reboot, diff_has):
+    parsed = t.parse_apply_output(fixture(name))
+    assert parsed["no_changes"] is no_changes
+    assert parsed["reboot_required"] is reboot
+    if diff_has:
+        assert diff_has in parsed["diff"]
+    else:
+        assert parsed["diff"] == ""
+
+
+def test_parse_apply_output_real_apply():
+    parsed = t.parse_apply_output("Applied configuration without a reboot\n")
+    assert parsed["mode_details"] == "Applied configuration without a reboot"
+    staged = t.parse_apply_output("Staged configuration to be applied after the next reboot\n")
+    assert staged["staged"] is True
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("rpc error: code = AlreadyExists desc = etcd data directory is not empty", "already_exists"),
+        ('rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp '
+         '127.0.10.14:50000: connect: connection refused"', "unreachable"),
+        ("rpc error: code = Unavailable desc = connection error: desc = \"error reading server preface: remote "
+         "error: tls: certificate required\"", "tls"),
+        ("rpc error: code = FailedPrecondition desc = bootstrap is not available yet", "failed_precondition"),
+        ("something else", "error"),
+    ],
+)
+def test_classify_error(text, kind):
+    assert t.classify_error(text) == kind
+
+
+def test_parse_node_errors_multi_node():
+    stderr = ("error listing resources on node 127.0.10.14: rpc error: code = Unavailable desc = connection refused\n"
+              "error getting version from node 127.0.10.15: rpc error: code = Unavailable desc = x\n"
+              "127.0.10.16: error applying configuration: rpc error: code = InvalidArgument desc = bad\n")
+    errors = t.parse_node_errors(stderr)
+    assert set(errors) == {"127.0.10.14", "127.0.10.15", "127.0.10.16"}
+    assert "InvalidArgument" in errors["127.0.10.16"]
+
+
+def test_connection_args_secure_and_insecure():
+    r = t.Talosctl("/bin/talosctl", talosconfig="/tc", endpoints=["e1", "e2"], context="home")
+    assert r.connection_args(nodes=["a", "b"]) == ["--talosconfig", "/tc", "--context", "home", "--endpoints",
+                                                  "e1,e2", "--nodes", "a,b"]
+    assert r.connection_args(nodes="a", insecure=True) == ["--insecure", "--nodes", "a"]
+
+
+def test_run_failure_carries_cmd_rc_output():
+    r = t.Talosctl("/bin/talosctl", runner=lambda cmd, data, timeout: (1, "out", "boom\nlast line"))
+    with pytest.raises(t.TalosctlError) as info:
+        r.run(["version"], nodes=["a"])
+    err = info.value
+    assert err.rc == 1
+    assert err.stdout == "out"
+    assert "last line" in err.msg
+    kwargs = err.as_fail_kwargs()
+    assert kwargs["cmd"].startswith("/bin/talosctl version")
+
+
+def test_environment_is_clean(monkeypatch):
+    monkeypatch.setenv("TALOSCONFIG", "/elsewhere")
+    monkeypatch.setenv("TAG", "v0.0.1")
+    env = t.Talosctl.environment()
+    assert env["LANG"] == "C"
+    assert "TALOSCONFIG" not in env
+    assert "TAG" not in env
+
+
+def test_redact_and_redact_diff():
+    doc = {"machine": {"token": "abc", "ca": {"crt": "CERT", "key": "KEY"}}, "cluster": {"id": "x"}}
+    out = t.redact(doc)
+    assert out["machine"]["token"].startswith("<redacted sha256:")
+    assert out["machine"]["ca"]["key"] != "KEY"
+    assert out["cluster"]["id"] == "x"
+    diff = "-    token: abc\n+    token: def\n     name: x\n"
+    masked = t.redact_diff(diff)
+    assert "abc" not in masked
+    assert "def" not in masked
+    assert "name: x" in masked
+
+
+def test_write_private_file_mode(tmp_path):
+    path = tmp_path / "sub" / "secret.yaml"
+    t.write_private_file(str(path), "x: 1\n")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert path.read_text() == "x: 1\n"
+
+
+def test_gen_config_arguments():
+    seen = {}
+
+    def runner(cmd, data, timeout):
+        seen["cmd"] = cmd
+        return 0, "version: v1alpha1\n", ""
+
+    r = t.Talosctl("/bin/talosctl", talosconfig="/tc", runner=runner)
+    r.gen_config("home", "https://1.2.3.4:6443", secrets_file="/s.yaml", output_type="worker", talos_version="v1.14",
+                 patches=["@a.yaml"], patches_worker=["@w.yaml"])
+    cmd = seen["cmd"]
+    assert cmd[:5] == ["/bin/talosctl", "gen", "config", "home", "https://1.2.3.4:6443"]
+    assert "--talosconfig" not in cmd  # local command: no connection flags
+    assert cmd[cmd.index("--with-secrets") + 1] == "/s.yaml"
+    assert cmd[cmd.index("--config-patch") + 1] == "@a.yaml"
+    assert cmd[cmd.index("--config-patch-worker") + 1] == "@w.yaml"
+    assert "--output" in cmd and cmd[cmd.index("--output") + 1] == "-"

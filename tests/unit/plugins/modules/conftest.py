@@ -1,0 +1,85 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Helpers to run talos_* modules in-process against recorded talosctl output."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.homecluster.platform.plugins.module_utils import _talosctl
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "talosctl")
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name)) as handle:
+        return handle.read()
+
+
+class ModuleExit(Exception):
+    def __init__(self, result, failed):
+        super().__init__(result.get("msg", ""))
+        self.result = result
+        self.failed = failed
+
+
+class FakeTalosctl:
+    """Answers talosctl calls from a list of (predicate, rc, stdout, stderr) rules; records every call."""
+
+    def __init__(self):
+        self.rules = []
+        self.calls = []
+
+    def on(self, *words, rc=0, stdout="", stderr="", insecure=None, answers=None):
+        """Answer calls containing *words*; *answers* is a list of (rc, stdout, stderr) used in turn."""
+        self.rules.append((words, insecure, list(answers) if answers else [(rc, stdout, stderr)]))
+        return self
+
+    def __call__(self, cmd, data, timeout):
+        self.calls.append(cmd)
+        for words, insecure, answers in self.rules:
+            if all(w in cmd for w in words) and (insecure is None or ("--insecure" in cmd) == insecure):
+                return answers.pop(0) if len(answers) > 1 else answers[0]
+        raise AssertionError(f"unexpected talosctl call: {cmd}")
+
+    def called(self, *words):
+        return [c for c in self.calls if all(w in c for w in words)]
+
+
+@pytest.fixture
+def recorded():
+    """Read a recorded talosctl output from fixtures/talosctl."""
+    return fixture
+
+
+@pytest.fixture
+def talosctl(monkeypatch):
+    fake = FakeTalosctl()
+    monkeypatch.setattr(_talosctl.Talosctl, "_subprocess_run",
+                        lambda self, cmd, data, timeout: fake(cmd, data, timeout))
+    monkeypatch.setattr(_talosctl, "find_binary", lambda module, path=None: "/usr/bin/talosctl")
+    return fake
+
+
+@pytest.fixture
+def run_module(monkeypatch):
+    def exit_json(self, **kwargs):
+        raise ModuleExit(kwargs, False)
+
+    def fail_json(self, **kwargs):
+        raise ModuleExit(kwargs, True)
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+
+    def run(main, args, check_mode=False, diff=False):
+        args = dict(args)
+        args["_ansible_check_mode"] = check_mode
+        args["_ansible_diff"] = diff
+        with patch_module_args(json.loads(json.dumps(args))), pytest.raises(ModuleExit) as info:
+            main()
+        return info.value
+
+    return run
