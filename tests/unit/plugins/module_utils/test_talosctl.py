@@ -7,7 +7,7 @@ import stat
 import pytest
 from ansible_collections.homecluster.platform.plugins.module_utils import _talosctl as t
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "..", "modules", "fixtures", "talosctl")
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "modules", "talos", "fixtures", "talosctl")
 
 
 def fixture(name):
