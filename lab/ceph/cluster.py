@@ -84,7 +84,8 @@ def run(cmd: list[str], *, timeout: float = 60, stdin: str | None = None) -> str
     except subprocess.TimeoutExpired as exc:
         raise ClusterError(f"timed out after {timeout}s: {' '.join(cmd)}") from exc
     if proc.returncode != 0:
-        raise ClusterError(f"{' '.join(cmd)} failed (rc={proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+        output = proc.stderr.strip() or proc.stdout.strip()
+        raise ClusterError(f"{' '.join(cmd)} failed (rc={proc.returncode}): {output}")
     return proc.stdout
 
 
@@ -131,7 +132,7 @@ class Cluster:
         return [f"CEPH_CONF={self.conf}", f"CEPH_KEYRING={self.keyring}"]
 
     # -- up --------------------------------------------------------------------------------
-    def up(self, address: str, osds: int, timeout: float, v1_port: int, v2_port: int, memstore_mb: int) -> float:
+    def up(self, *, address: str, osds: int, timeout: float, v1_port: int, v2_port: int, memstore_mb: int) -> float:
         started = time.monotonic()
         if self.conf.exists() and self.own_pids():
             raise ClusterError(f"a cluster already runs from {self.dir}; run 'down' first")
@@ -280,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.address.startswith("127."):
                 parser.error("--address must be a loopback address (127.0.0.0/8)")
             try:
-                seconds = cluster.up(args.address, args.osds, args.timeout, args.v1_port, args.v2_port,
-                                     args.memstore_mb)
+                seconds = cluster.up(address=args.address, osds=args.osds, timeout=args.timeout,
+                                     v1_port=args.v1_port, v2_port=args.v2_port, memstore_mb=args.memstore_mb)
             except (ClusterError, subprocess.TimeoutExpired):
                 cluster.down(purge=False)  # leave no daemon behind; keep the logs
                 raise
