@@ -55,7 +55,7 @@ class Sim:
         self.state = state
         self.last_rev: str | None = None
         self.last_apply = 0.0
-        self.releases: dict[str, tuple[int, str]] = {}
+        self.releases: dict[str, tuple] = {}
 
     # ------------------------------------------------------------------ helpers
     def kubectl(self, *args, stdin=None, check=True):
@@ -215,13 +215,23 @@ class Sim:
         except RuntimeError as e:
             self.set_status(hr, False, "ArtifactFailed", str(e))
             return
-        digest = hashlib.sha256(json.dumps([spec, chart, repo, version], sort_keys=True).encode()).hexdigest()
-        if self.releases.get(key) == (gen, digest):
+        requested = (meta.get("annotations") or {}).get("reconcile.fluxcd.io/requestedAt")
+        digest = hashlib.sha256(json.dumps([spec, chart, repo, version, requested], sort_keys=True).encode())
+        digest = digest.hexdigest()
+        done = self.releases.get(key)
+        # Done for this generation and request; a failure is retried after 15 s (helm-controller retries too).
+        if done and done[:2] == (gen, digest) and (done[2] or time.time() - done[3] < 15):
             return
         release = spec.get("releaseName") or meta["name"]
         namespace = spec.get("targetNamespace") or meta["namespace"]
+        try:
+            merged = self.values(hr)
+        except RuntimeError as e:
+            self.set_status(hr, False, "InitFailed", str(e))
+            self.releases[key] = (gen, digest, False, time.time())
+            return
         with tempfile.NamedTemporaryFile("w", suffix=".json", dir=self.state) as values:
-            json.dump(spec.get("values") or {}, values)
+            json.dump(merged, values)
             values.flush()
             cmd = ["helm", "upgrade", "--install", release, chart, "--namespace", namespace,
                    "--kubeconfig", self.kubeconfig, "-f", values.name, "--wait", "--timeout", "120s"]
@@ -237,7 +247,31 @@ class Sim:
             msg = (proc.stderr.strip().splitlines() or ["helm failed"])[-1]
             self.set_status(hr, False, "UpgradeFailed", msg, version)
             self.log(f"HelmRelease {key}: {msg}")
-        self.releases[key] = (gen, digest)
+        self.releases[key] = (gen, digest, proc.returncode == 0, time.time())
+
+    def values(self, hr):
+        """valuesFrom (Secrets, ConfigMaps) merged in order, then spec.values on top, like helm-controller."""
+        def merge(base, top):
+            for k, v in top.items():
+                base[k] = merge(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+            return base
+
+        out = {}
+        ns = hr["metadata"]["namespace"]
+        for ref in hr["spec"].get("valuesFrom") or []:
+            kind = ref["kind"].lower()
+            obj = self.get(kind, ref["name"], ns)
+            if obj is None:
+                if ref.get("optional"):
+                    continue
+                raise RuntimeError(f"{ref['kind']} {ns}/{ref['name']} for valuesFrom not found")
+            key = ref.get("valuesKey", "values.yaml")
+            raw = (obj.get("data") or {}).get(key)
+            if raw is None:
+                raise RuntimeError(f"{ref['kind']} {ns}/{ref['name']} has no key {key}")
+            text = base64.b64decode(raw).decode() if kind == "secret" else raw
+            out = merge(out, yaml.safe_load(text) or {})
+        return merge(out, hr["spec"].get("values") or {})
 
     def set_status(self, hr, ready, reason, message, version=None):
         gen = hr["metadata"].get("generation", 1)
@@ -246,6 +280,9 @@ class Sim:
             "observedGeneration": gen, "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]}
         if version:
             status["lastAttemptedRevision"] = version
+        requested = (hr["metadata"].get("annotations") or {}).get("reconcile.fluxcd.io/requestedAt")
+        if requested:
+            status["lastHandledReconcileAt"] = requested
         self.kubectl("patch", "helmreleases.helm.toolkit.fluxcd.io", hr["metadata"]["name"], "-n",
                      hr["metadata"]["namespace"], "--subresource=status", "--type=merge",
                      "-p", json.dumps({"status": status}), check=False)
