@@ -120,19 +120,28 @@ def main():
     talos = Talosctl.from_module(module)
     result = {"changed": False, "node": node, "already_bootstrapped": False, "etcd_members": [], "attempts": 0}
 
-    members, errors = etcd_state(talos, cps)
-    if members:
-        result.update(already_bootstrapped=True, etcd_members=members)
-        module.exit_json(**result)
-    unreachable = {n: e for n, e in errors.items() if classify_error(e) == "unreachable"}
-    if node in unreachable:
-        module.fail_json(msg=f"control plane {node} is unreachable on the Talos API: {unreachable[node]}. "
-                             "Power it on or pick another node, then rerun.", error_kind="unreachable", **result)
+    deadline = time.monotonic() + p["wait_timeout"]
+    while True:
+        members, errors = etcd_state(talos, cps)
+        if members:
+            result.update(already_bootstrapped=True, etcd_members=members)
+            module.exit_json(**result)
+        unreachable = {n: e for n, e in errors.items() if classify_error(e) in ("unreachable", "tls")}
+        if node not in unreachable and "*" not in unreachable:
+            break
+        if module.check_mode:
+            module.warn(f"{node} does not answer yet; a real run waits for it and bootstraps")
+            break
+        if time.monotonic() >= deadline:
+            detail = unreachable.get(node) or unreachable.get("*")
+            module.fail_json(msg=f"control plane {node} did not answer on the Talos API within {p['wait_timeout']}s: "
+                                 f"{detail}. Power it on or pick another node, then rerun.",
+                             error_kind="unreachable", **result)
+        time.sleep(p["retry_interval"])
     result["changed"] = True
     if module.check_mode:
         module.exit_json(**result)
 
-    deadline = time.monotonic() + p["wait_timeout"]
     last = None
     while True:
         result["attempts"] += 1
