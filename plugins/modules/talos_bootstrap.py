@@ -102,6 +102,54 @@ def etcd_state(talos, nodes):
     return [r for r in rows if r.get("id")], errors
 
 
+def wait_for_node(module, talos, node, cps, deadline, result):
+    """Ask etcd until the bootstrap node answers; exit when etcd already has members."""
+    p = module.params
+    while True:
+        members, errors = etcd_state(talos, cps)
+        if members:
+            result.update(already_bootstrapped=True, etcd_members=members)
+            module.exit_json(**result)
+        unreachable = {n: e for n, e in errors.items() if classify_error(e) in ("unreachable", "tls")}
+        if node not in unreachable and "*" not in unreachable:
+            return
+        if module.check_mode:
+            module.warn(f"{node} does not answer yet; a real run waits for it and bootstraps")
+            return
+        if time.monotonic() >= deadline:
+            detail = unreachable.get(node) or unreachable.get("*")
+            module.fail_json(msg=f"control plane {node} did not answer on the Talos API within {p['wait_timeout']}s: "
+                                 f"{detail}. Power it on or pick another node, then rerun.",
+                             error_kind="unreachable", **result)
+        time.sleep(p["retry_interval"])
+
+
+def bootstrap(module, talos, node, deadline, result):
+    """Call bootstrap until it succeeds or etcd shows it happened; AlreadyExists counts as done."""
+    p = module.params
+    while True:
+        result["attempts"] += 1
+        try:
+            talos.bootstrap(node=node, recover_from=p["recover_from"])
+            return
+        except TalosctlError as exc:
+            if exc.kind == "already_exists":
+                # An earlier call (this run or an interrupted one) got through.
+                result["already_bootstrapped"] = result["attempts"] == 1
+                result["changed"] = result["attempts"] > 1
+                return
+            if exc.kind not in RETRYABLE or time.monotonic() >= deadline:
+                kwargs = exc.as_fail_kwargs()
+                kwargs["msg"] = f"bootstrap on {node} failed after {result['attempts']} attempt(s): {exc.msg}"
+                module.fail_json(**kwargs, attempts=result["attempts"])
+        # a retry may find etcd up already (the previous call succeeded but its answer was lost)
+        time.sleep(p["retry_interval"])
+        members, _errors = etcd_state(talos, [node])
+        if members:
+            result["etcd_members"] = members
+            return
+
+
 def main():
     spec = talosctl_argument_spec()
     spec.update(
@@ -119,54 +167,12 @@ def main():
     cps = node_list(p["control_plane_nodes"]) or [node]
     talos = Talosctl.from_module(module)
     result = {"changed": False, "node": node, "already_bootstrapped": False, "etcd_members": [], "attempts": 0}
-
     deadline = time.monotonic() + p["wait_timeout"]
-    while True:
-        members, errors = etcd_state(talos, cps)
-        if members:
-            result.update(already_bootstrapped=True, etcd_members=members)
-            module.exit_json(**result)
-        unreachable = {n: e for n, e in errors.items() if classify_error(e) in ("unreachable", "tls")}
-        if node not in unreachable and "*" not in unreachable:
-            break
-        if module.check_mode:
-            module.warn(f"{node} does not answer yet; a real run waits for it and bootstraps")
-            break
-        if time.monotonic() >= deadline:
-            detail = unreachable.get(node) or unreachable.get("*")
-            module.fail_json(msg=f"control plane {node} did not answer on the Talos API within {p['wait_timeout']}s: "
-                                 f"{detail}. Power it on or pick another node, then rerun.",
-                             error_kind="unreachable", **result)
-        time.sleep(p["retry_interval"])
+    wait_for_node(module, talos, node, cps, deadline, result)
     result["changed"] = True
     if module.check_mode:
         module.exit_json(**result)
-
-    last = None
-    while True:
-        result["attempts"] += 1
-        try:
-            talos.bootstrap(node=node, recover_from=p["recover_from"])
-            break
-        except TalosctlError as exc:
-            last = exc
-            if exc.kind == "already_exists":
-                # An earlier call (this run or an interrupted one) got through.
-                result["already_bootstrapped"] = result["attempts"] == 1
-                result["changed"] = result["attempts"] > 1
-                break
-            if exc.kind not in RETRYABLE or time.monotonic() >= deadline:
-                kwargs = exc.as_fail_kwargs()
-                kwargs["msg"] = f"bootstrap on {node} failed after {result['attempts']} attempt(s): {exc.msg}"
-                module.fail_json(**kwargs, attempts=result["attempts"])
-        # a retry may find etcd up already (the previous call succeeded but its answer was lost)
-        time.sleep(p["retry_interval"])
-        members, _errors = etcd_state(talos, [node])
-        if members:
-            result["etcd_members"] = members
-            break
-    if last is not None and result["attempts"] == 1 and last.kind == "already_exists":
-        result["changed"] = False
+    bootstrap(module, talos, node, deadline, result)
     if not result["etcd_members"]:
         members, _errors = etcd_state(talos, [node])
         result["etcd_members"] = members
