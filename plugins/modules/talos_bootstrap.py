@@ -102,7 +102,7 @@ def etcd_state(talos, nodes):
     return [r for r in rows if r.get("id")], errors
 
 
-def wait_for_node(module, talos, node, cps, deadline, result):
+def wait_for_node(module, talos, node, cps, *, deadline, result):
     """Ask etcd until the bootstrap node answers; exit when etcd already has members."""
     p = module.params
     while True:
@@ -168,7 +168,7 @@ def main():
     talos = Talosctl.from_module(module)
     result = {"changed": False, "node": node, "already_bootstrapped": False, "etcd_members": [], "attempts": 0}
     deadline = time.monotonic() + p["wait_timeout"]
-    wait_for_node(module, talos, node, cps, deadline, result)
+    wait_for_node(module, talos, node, cps, deadline=deadline, result=result)
     result["changed"] = True
     if module.check_mode:
         module.exit_json(**result)
