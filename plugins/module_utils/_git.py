@@ -61,7 +61,7 @@ class Git:
         self.run("remote", "add", "origin", url)
 
     def remote_url(self):
-        rc, out, _ = self.run("config", "--get", "remote.origin.url", check=False)
+        rc, out = self.run("config", "--get", "remote.origin.url", check=False)[:2]
         return out.strip() if rc == 0 else None
 
     def set_remote_url(self, url):
@@ -78,15 +78,15 @@ class Git:
         self.run("fetch", "--quiet", "--prune", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
 
     def rev(self, ref):
-        rc, out, _ = self.run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+        rc, out = self.run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)[:2]
         return out.strip() if rc == 0 else None
 
     def is_ancestor(self, older, newer):
-        rc, _, _ = self.run("merge-base", "--is-ancestor", older, newer, check=False)
+        rc = self.run("merge-base", "--is-ancestor", older, newer, check=False)[0]
         return rc == 0
 
     def current_branch(self):
-        rc, out, _ = self.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+        rc, out = self.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False)[:2]
         return out.strip() if rc == 0 else None
 
     def dirty(self):

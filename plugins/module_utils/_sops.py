@@ -65,7 +65,7 @@ def _load(text, fmt):
             for raw in text.splitlines():
                 line = raw.strip()
                 if line and not line.startswith("#") and "=" in line:
-                    key, _, value = line.partition("=")
+                    key, value = line.split("=", 1)
                     pairs.append((key.strip(), value))
             return pairs
     except Exception:  # any parse error means 'not comparable as data'

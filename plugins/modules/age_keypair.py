@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: HomeCluster developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ description:
   - The key file is kept at mode C(0600) in a directory of mode C(0700) at most. The private key is
     never returned or logged; the public key is returned for SOPS creation rules and encryption.
 author:
-  - HomeCluster developers
+  - HomeCluster developers (@homecluster)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -23,7 +26,10 @@ attributes:
     support: full
     details: shows whether the key file is created and its mode fixed, never the key.
   idempotent:
+    description: A second run with the same inputs reports no change.
     support: full
+  platform:
+    platforms: posix
 options:
   path:
     description: Key file on the controller.

@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: HomeCluster developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ description:
     not exist yet) and reports which files would change; C(--diff) shows them, with secret values masked.
   - Files not listed are left alone; list a file with O(files[].state=absent) to remove it.
 author:
-  - HomeCluster developers
+  - HomeCluster developers (@homecluster)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -29,7 +32,10 @@ attributes:
     support: full
     details: secret values are masked; the diff tells which keys change, never their values.
   idempotent:
+    description: A second run with the same inputs reports no change.
     support: full
+  platform:
+    platforms: posix
 options:
   path:
     description: Local clone of the repository. Created when missing. Owned by this module; local
@@ -95,7 +101,7 @@ options:
     description: age private key file used to decrypt committed secrets for comparison. Required when
       O(secrets) is given.
     type: path
-  message:
+  commit_message:
     description: Subject of the commit. The body lists the files added, modified and deleted.
     type: str
     default: "homecluster: render GitOps repository"
@@ -136,7 +142,7 @@ EXAMPLES = r"""
     path: "{{ playbook_dir }}/.gitops/lab"
     url: ssh://git@git.example.org/home/fleet.git
     branch: main
-    message: "flux_bootstrap: cluster lab layout"
+    commit_message: "flux_bootstrap: cluster lab layout"
     files:
       - path: clusters/lab/infrastructure.yaml
         content: "{{ lookup('ansible.builtin.template', 'infrastructure.yaml.j2') }}"
@@ -346,7 +352,7 @@ def apply(module, git, sops, changes):
     git.add(added)
     git.remove(removed)
     body = "\n".join(f"  {CHANGE_LETTER[c['change']]} {c['path']}" for c in changes)
-    return git.commit(f"{p['message']}\n\n{body}\n")
+    return git.commit(f"{p['commit_message']}\n\n{body}\n")
 
 
 def summary(change):
@@ -367,7 +373,7 @@ def main():
                 "content": {"type": "str"},
                 "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
             }},
-            "secrets": {"type": "list", "elements": "dict", "default": [], "options": {
+            "secrets": {"type": "list", "elements": "dict", "default": [], "no_log": True, "options": {
                 "path": {"type": "str", "required": True},
                 "content": {"type": "str", "required": True, "no_log": True},
                 "format": {"type": "str", "choices": ["auto", "yaml", "json", "dotenv", "binary"], "default": "auto"},
@@ -375,7 +381,7 @@ def main():
             }},
             "age_recipients": {"type": "list", "elements": "str", "default": []},
             "age_key_file": {"type": "path", "no_log": False},
-            "message": {"type": "str", "default": "homecluster: render GitOps repository"},
+            "commit_message": {"type": "str", "default": "homecluster: render GitOps repository"},
             "author_name": {"type": "str", "default": "HomeCluster"},
             "author_email": {"type": "str", "default": "homecluster@localhost"},
             "push": {"type": "bool", "default": True},

@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: HomeCluster developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ description:
   - For files that belong in a GitOps repository use M(homecluster.platform.gitops_repo), which encrypts
     the same way and also commits and pushes.
 author:
-  - HomeCluster developers
+  - HomeCluster developers (@homecluster)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -25,7 +28,10 @@ attributes:
     support: full
     details: values are masked; the diff tells which keys change, never their values.
   idempotent:
+    description: A second run with the same inputs reports no change.
     support: full
+  platform:
+    platforms: posix
 options:
   dest:
     description: Encrypted file to write. Its directory must exist.

@@ -76,7 +76,7 @@ def test_gitops_repo_secrets_never_in_history(tmp_path, remote, age_key):
     tool("sops")
     key_file, public = age_key
     clone = tmp_path / "clone"
-    a = {"path": str(clone), "url": remote, "message": "test: secrets", "age_recipients": [public],
+    a = {"path": str(clone), "url": remote, "commit_message": "test: secrets", "age_recipients": [public],
          "age_key_file": key_file,
          "files": [{"path": "clusters/lab/a.yaml", "content": "a: 1\n"}],
          "secrets": [{"path": "clusters/lab/demo.sops.yaml", "content": SECRET_YAML},

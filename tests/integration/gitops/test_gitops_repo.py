@@ -16,7 +16,7 @@ def commits(remote, branch="main"):
 
 def args(tmp_path, remote, files, **extra):
     return {"path": str(tmp_path / "clone"), "url": remote, "branch": "main", "files": files,
-            "message": "test: render", **extra}
+            "commit_message": "test: render", **extra}
 
 
 def test_check_apply_check_apply_on_empty_remote(tmp_path, remote):

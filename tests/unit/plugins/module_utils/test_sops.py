@@ -31,8 +31,10 @@ sops_version=3.13.3
 """
 
 
-@pytest.mark.parametrize(("path", "fmt"), [("a.sops.yaml", "yaml"), ("b.yml", "yaml"), ("c.json", "json"),
-                                          ("d.env", "dotenv"), ("e.bin", "binary")])
+FORMATS = [("a.sops.yaml", "yaml"), ("b.yml", "yaml"), ("c.json", "json"), ("d.env", "dotenv"), ("e.bin", "binary")]
+
+
+@pytest.mark.parametrize(("path", "fmt"), FORMATS)
 def test_detect_format(path, fmt):
     assert _sops.detect_format(path) == fmt
     assert _sops.detect_format(path, "json") == "json"
