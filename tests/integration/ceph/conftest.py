@@ -1,0 +1,71 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A real Ceph cluster (lab/ceph/cluster: 1 mon, 1 mgr, 3 memstore OSDs) for the whole session."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+COLLECTIONS = REPO_ROOT / ".collections"
+sys.path.insert(0, str(REPO_ROOT / "lab" / "ceph"))
+from cluster import Cluster
+
+ADDRESS = os.environ.get("HOMECLUSTER_CEPH_TEST_ADDRESS", "127.0.60.1")
+
+
+@pytest.fixture(scope="session")
+def ceph_cluster(tmp_path_factory):
+    """Start the cluster once; stop it at the end and check no daemon is left behind."""
+    for tool in ("ceph", "ceph-mon", "ceph-osd", "ceph-mgr"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} missing: bash lab/tools/apt-packages.sh installs the Ceph packages")
+    directory = tmp_path_factory.mktemp("ceph")
+    started = time.monotonic()
+    proc = subprocess.run([str(REPO_ROOT / "lab/ceph/cluster"), "up", "--dir", str(directory), "--address", ADDRESS],
+                          capture_output=True, text=True, check=False, timeout=180)
+    assert proc.returncode == 0, f"cluster up failed: {proc.stderr}"
+    print(f"\nceph cluster HEALTH_OK in {time.monotonic() - started:.1f}s ({proc.stderr.strip()})")
+    cluster = Cluster(str(directory))
+    try:
+        yield cluster
+    finally:
+        subprocess.run([str(REPO_ROOT / "lab/ceph/cluster"), "down", "--dir", str(directory)],
+                       capture_output=True, text=True, check=False, timeout=60)
+        assert cluster.own_pids() == [], "ceph daemons left running after down"
+
+
+@pytest.fixture
+def ceph_args(ceph_cluster):
+    return {"ceph_conf": str(ceph_cluster.conf), "keyring": str(ceph_cluster.keyring), "connect_timeout": 10}
+
+
+@pytest.fixture
+def run_module():
+    """Run a module of this collection in its own process, as Ansible does."""
+    return _run_module
+
+
+def _run_module(name, args, check=False, diff=True, expect_fail=False):
+    """Run a module of this collection as Ansible would (own process, JSON on stdin); return its result."""
+    payload = {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check, "_ansible_diff": diff}}
+    env = {**os.environ, "PYTHONPATH": str(COLLECTIONS)}
+    proc = subprocess.run(
+        [sys.executable, "-m", f"ansible_collections.homecluster.platform.plugins.modules.{name}"],
+        input=json.dumps(payload), capture_output=True, text=True, env=env, check=False, timeout=300)
+    try:
+        result = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"{name} printed no JSON: rc={proc.returncode} stdout={proc.stdout!r} stderr={proc.stderr!r}")
+    if expect_fail:
+        assert result.get("failed"), result
+    else:
+        assert not result.get("failed"), result
+    return result
