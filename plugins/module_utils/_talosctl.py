@@ -1,5 +1,6 @@
-# SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: HomeCluster developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Private runner for talosctl, shared by every talos_* module.
 
 One place knows how talosctl is found, how its environment is cleaned, how the connection

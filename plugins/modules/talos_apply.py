@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: HomeCluster developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -50,6 +51,7 @@ options:
     default: auto
     choices: [auto, always, never]
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
   check_mode:
@@ -59,9 +61,12 @@ attributes:
     support: full
     details: The diff is the one Talos computes against its running config, with secrets masked.
   idempotent:
+    description: A second run with the same inputs reports no change.
     support: full
+  platform:
+    platforms: posix
 author:
-  - HomeCluster developers
+  - HomeCluster developers (@homecluster)
 """
 
 EXAMPLES = r"""

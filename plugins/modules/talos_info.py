@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: HomeCluster developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -33,6 +34,7 @@ options:
     default: [version, status, services, etcd]
     choices: [version, status, services, etcd, disks]
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
   check_mode:
@@ -40,9 +42,12 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: A second run with the same inputs reports no change.
     support: full
+  platform:
+    platforms: posix
 author:
-  - HomeCluster developers
+  - HomeCluster developers (@homecluster)
 """
 
 EXAMPLES = r"""

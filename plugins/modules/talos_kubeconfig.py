@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: HomeCluster developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -35,6 +36,7 @@ options:
     type: int
     default: 30
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
   check_mode:
@@ -44,9 +46,12 @@ attributes:
     support: full
     details: Keys and certificates are shown as fingerprints.
   idempotent:
+    description: A second run with the same inputs reports no change.
     support: full
+  platform:
+    platforms: posix
 author:
-  - HomeCluster developers
+  - HomeCluster developers (@homecluster)
 """
 
 EXAMPLES = r"""

@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: HomeCluster developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -92,6 +93,7 @@ options:
     description: Path to C(sops), used only when O(secrets_file) is SOPS-encrypted.
     type: path
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
   check_mode:
@@ -101,9 +103,12 @@ attributes:
     support: full
     details: Keys, certificates and tokens are shown as fingerprints.
   idempotent:
+    description: A second run with the same inputs reports no change.
     support: full
+  platform:
+    platforms: posix
 author:
-  - HomeCluster developers
+  - HomeCluster developers (@homecluster)
 """
 
 EXAMPLES = r"""
@@ -193,7 +198,8 @@ def decrypt_secrets(module, path, private):
         data = yaml.safe_load(handle)
     if not isinstance(data, dict) or "sops" not in data:
         return path
-    sops = module.params["sops_path"] or shutil.which("sops") or os.path.expanduser("~/.cache/homecluster/bin/sops")
+    sops = module.params["sops_path"] or shutil.which("sops") or os.path.join(os.environ.get("HOME", "/root"),
+                                                                             ".cache/homecluster/bin/sops")
     if not os.path.exists(sops):
         module.fail_json(msg=f"{path} is SOPS-encrypted and sops was not found; set sops_path")
     env = {k: v for k, v in os.environ.items() if k.startswith("SOPS_") or k in ("PATH", "HOME", "GNUPGHOME")}

@@ -87,8 +87,8 @@ def test_parse_node_errors_multi_node():
 
 def test_connection_args_secure_and_insecure():
     r = t.Talosctl("/bin/talosctl", talosconfig="/tc", endpoints=["e1", "e2"], context="home")
-    assert r.connection_args(nodes=["a", "b"]) == ["--talosconfig", "/tc", "--context", "home", "--endpoints",
-                                                  "e1,e2", "--nodes", "a,b"]
+    expected = ["--talosconfig", "/tc", "--context", "home", "--endpoints", "e1,e2", "--nodes", "a,b"]
+    assert r.connection_args(nodes=["a", "b"]) == expected
     assert r.connection_args(nodes="a", insecure=True) == ["--insecure", "--nodes", "a"]
 
 
