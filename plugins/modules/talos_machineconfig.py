@@ -198,8 +198,8 @@ def decrypt_secrets(module, path, private):
         data = yaml.safe_load(handle)
     if not isinstance(data, dict) or "sops" not in data:
         return path
-    sops = module.params["sops_path"] or shutil.which("sops") or os.path.join(os.environ.get("HOME", "/root"),
-                                                                             ".cache/homecluster/bin/sops")
+    cached = os.path.join(os.environ.get("HOME", "/root"), ".cache/homecluster/bin/sops")
+    sops = module.params["sops_path"] or shutil.which("sops") or cached
     if not os.path.exists(sops):
         module.fail_json(msg=f"{path} is SOPS-encrypted and sops was not found; set sops_path")
     env = {k: v for k, v in os.environ.items() if k.startswith("SOPS_") or k in ("PATH", "HOME", "GNUPGHOME")}
