@@ -95,7 +95,9 @@ def go_binary_name(pkg: str) -> str:
 def ldflags(spec: dict) -> str:
     version = spec["version"]
     parts = version.lstrip("v").split(".")
-    fields = {"version": version, "major": parts[0], "minor": parts[1]}
+    commit = spec.get("commit", "")
+    fields = {"version": version, "major": parts[0], "minor": parts[1], "commit": commit,
+              "commit_short": commit[:8]}
     return " ".join(["-s", "-w"] + [flag.format(**fields) for flag in spec.get("ldflags", [])])
 
 
