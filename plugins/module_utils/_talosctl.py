@@ -52,7 +52,7 @@ TLS_PATTERNS = (
 ALREADY_EXISTS_PATTERNS = ("code = alreadyexists", "already bootstrapped", "etcd data directory is not empty")
 
 PER_NODE_ERROR_RE = re.compile(
-    r"(?:on node|from node|for node|node) (?P<node>[^\s:]+(?::\d+)?): (?P<error>.*)$", re.IGNORECASE
+    r"(?:on node|from node|for node) \"?(?P<node>[^\s:\"]+)\"?: (?P<error>.*)$", re.IGNORECASE
 )
 APPLY_ERROR_RE = re.compile(r"^(?P<node>\S+): error applying configuration: (?P<error>.*)$")
 
@@ -299,25 +299,41 @@ class Talosctl:
     # -- read ----------------------------------------------------------------------------
     def get(self, resource, resource_id=None, *, nodes=None, insecure=False, namespace=None, check=True,
             timeout=None):
-        """``talosctl get <resource> [id] -o json``; returns (items, per-node errors, result)."""
+        """``talosctl get <resource> [id] -o json`` on many nodes; returns (items, per-node errors, last result).
+
+        talosctl resolves the resource type on the first node and gives up on the whole call when that
+        node fails; then that node gets the error and the call is repeated for the others, so one
+        node that is down does not hide the answers of the rest.
+        """
         args = ["get", resource]
         if resource_id:
             args.append(resource_id)
         if namespace:
             args += ["--namespace", namespace]
         args += ["--output", "json"]
-        res = self.run(args, nodes=nodes, insecure=insecure, check=False, timeout=timeout)
-        try:
-            items = parse_json_stream(res.stdout)
-        except ValueError as exc:
-            raise TalosctlError(f"cannot parse talosctl get {resource} output: {exc}", cmd=res.cmd, rc=res.rc,
-                                stdout=res.stdout, stderr=res.stderr) from exc
-        errors = res.node_errors()
-        if res.rc != 0 and not errors:
-            # the whole call failed (e.g. no node answered the resource definition lookup)
-            for node in node_list(nodes) or ["*"]:
-                errors[node] = res.stderr.strip() or res.stdout.strip() or f"rc={res.rc}"
-        if check and res.rc != 0:
+        pending = node_list(nodes)
+        items, errors = [], {}
+        while True:
+            res = self.run(args, nodes=pending, insecure=insecure, check=False, timeout=timeout)
+            try:
+                found = parse_json_stream(res.stdout)
+            except ValueError as exc:
+                raise TalosctlError(f"cannot parse talosctl get {resource} output: {exc}", cmd=res.cmd, rc=res.rc,
+                                    stdout=res.stdout, stderr=res.stderr) from exc
+            items += found
+            node_errors = res.node_errors()
+            errors.update(node_errors)
+            if res.rc == 0 or found or node_errors:
+                break
+            whole = res.stderr.strip() or res.stdout.strip() or f"rc={res.rc}"
+            if not pending:
+                errors["*"] = whole
+                break
+            errors[pending[0]] = whole
+            pending = pending[1:]
+            if not pending:
+                break
+        if check and errors:
             raise TalosctlError(f"talosctl get {resource} failed: {res.stderr.strip()}", cmd=res.cmd, rc=res.rc,
                                 stdout=res.stdout, stderr=res.stderr)
         return items, errors, res

@@ -150,3 +150,21 @@ def test_gen_config_arguments():
     assert cmd[cmd.index("--config-patch") + 1] == "@a.yaml"
     assert cmd[cmd.index("--config-patch-worker") + 1] == "@w.yaml"
     assert "--output" in cmd and cmd[cmd.index("--output") + 1] == "-"
+
+
+def test_get_retries_without_a_first_node_that_fails_the_whole_call():
+    calls = []
+
+    def runner(cmd, data, timeout):
+        nodes = cmd[cmd.index("--nodes") + 1]
+        calls.append(nodes)
+        if nodes.startswith("a,"):
+            # talosctl resolves the resource on the first node and gives up on the whole call
+            return 1, "", "rpc error: code = Unavailable desc = remote error: tls: certificate required\n"
+        return 0, '{"node": "b", "spec": {"stage": "maintenance"}}\n{"node": "c", "spec": {}}\n', ""
+
+    r = t.Talosctl("/bin/talosctl", runner=runner)
+    items, errors, _res = r.get("machinestatus", nodes=["a", "b", "c"], insecure=True, check=False)
+    assert calls == ["a,b,c", "b,c"]
+    assert [i["node"] for i in items] == ["b", "c"]
+    assert t.classify_error(errors["a"]) == "tls"
