@@ -33,7 +33,7 @@ def run(*cmd, **kw):
 
 @pytest.fixture(scope="module")
 def kube(tmp_path_factory):
-    need("kube-apiserver", "etcd", "kwok", "kubectl")
+    need("kube-apiserver", "etcd", "kwok", "kubectl", "git", "sops", "age-keygen")
     state = tmp_path_factory.mktemp("fluxsim-kube")
     run(sys.executable, str(LAB / "kube.py"), "up", "--dir", str(state), "--address", ADDRESS, "--etcd-port", "23790")
     yield str(state / "admin.kubeconfig")
