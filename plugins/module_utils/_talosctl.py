@@ -535,11 +535,22 @@ SECRET_LINE_RE = re.compile(
 
 
 def redact_diff(text):
-    """Mask secret values in a unified diff of machine configs."""
+    """Mask secret values in a unified diff of machine configs, block scalars (PEM keys) included."""
     out = []
+    block_indent = None
     for line in (text or "").splitlines():
+        body = line[1:] if line[:1] in "+- " else line
+        indent = len(body) - len(body.lstrip())
+        if block_indent is not None:
+            if body.strip() and indent > block_indent:
+                out.append(line[:1] + " " * indent + "<redacted>")
+                continue
+            block_indent = None
         m = SECRET_LINE_RE.match(line)
-        if m and m.group("value") not in ('""', "''", "{}", "[]", "|", ">"):
+        if m and m.group("value").strip() in ("|", ">", "|-", ">-"):
+            block_indent = indent
+            out.append(line)
+        elif m and m.group("value") not in ('""', "''", "{}", "[]"):
             digest = hashlib.sha256(m.group("value").encode()).hexdigest()[:12]
             out.append(f"{m.group('prefix')}<redacted sha256:{digest}>")
         else:

@@ -168,3 +168,16 @@ def test_get_retries_without_a_first_node_that_fails_the_whole_call():
     assert calls == ["a,b,c", "b,c"]
     assert [i["node"] for i in items] == ["b", "c"]
     assert t.classify_error(errors["a"]) == "tls"
+
+
+def test_redact_diff_masks_pem_block_scalars():
+    diff = ("     key: |\n"
+            "-        -----BEGIN EC PRIVATE KEY-----\n"
+            "-        MHcCAQEEIBtz9vbL\n"
+            "+        MHcCAQEEIXXXXXXX\n"
+            "     cert: plain\n"
+            " kind: KubeProxyConfig\n")
+    masked = t.redact_diff(diff)
+    assert "MHcCAQEE" not in masked
+    assert "BEGIN EC" not in masked
+    assert " kind: KubeProxyConfig" in masked
