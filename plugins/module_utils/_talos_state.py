@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ansible_collections.homecluster.platform.plugins.module_utils._talosctl import (
     classify_error,
     node_list,
@@ -26,26 +28,39 @@ def _by_node(items):
 
 
 def probe_maintenance(talos, nodes, timeout=None):
-    """One insecure ``get machinestatus`` call for every node.
+    """Find out for every node whether it is in maintenance mode, configured or unreachable.
+
+    One insecure ``get machinestatus`` call for all nodes: a node in maintenance answers it. The
+    nodes that did not answer are asked once more over mutual TLS (when a talosconfig exists): a
+    configured node answers that. What answers neither is unreachable. At most two calls.
 
     Returns {node: {"state": maintenance|configured|unreachable|unknown, "stage": ..., "error": ...}}.
-    A node in maintenance answers the insecure call; a configured node refuses it at the TLS
-    handshake (it requires a client certificate); a node that is off does not answer at all.
     """
     nodes = node_list(nodes)
     items, errors, _res = talos.get("machinestatus", nodes=nodes, insecure=True, check=False, timeout=timeout)
     answered = _by_node(items)
     out = {}
+    rest = []
     for node in nodes:
         if node in answered:
             spec = answered[node].get("spec") or {}
             out[node] = {"state": MAINTENANCE, "stage": spec.get("stage"), "error": None}
+        else:
+            rest.append(node)
+    secure = {}
+    secure_errors = {}
+    if rest and talos.talosconfig and os.path.exists(talos.talosconfig):
+        items, secure_errors, _res = talos.get("machinestatus", nodes=rest, check=False, timeout=timeout)
+        secure = _by_node(items)
+    for node in rest:
+        if node in secure:
+            out[node] = {"state": CONFIGURED, "stage": (secure[node].get("spec") or {}).get("stage"), "error": None}
             continue
-        err = errors.get(node) or errors.get("*") or "no answer"
-        kind = classify_error(err)
-        if kind == "tls":
+        err = secure_errors.get(node) or errors.get(node) or errors.get("*") or "no answer"
+        kind = classify_error(errors.get(node) or errors.get("*") or "")
+        if kind == "tls" and node not in secure_errors:
             out[node] = {"state": CONFIGURED, "stage": None, "error": None}
-        elif kind in ("unreachable", "timeout"):
+        elif kind in ("unreachable", "timeout", "tls", "unavailable", "error"):
             out[node] = {"state": UNREACHABLE, "stage": None, "error": err}
         else:
             out[node] = {"state": UNKNOWN, "stage": None, "error": err}

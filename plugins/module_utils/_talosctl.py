@@ -29,17 +29,19 @@ except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
 DEFAULT_SEARCH_DIRS = ("~/.cache/homecluster/bin", "/usr/local/bin")
 
 # Error classes recognised in talosctl's stderr (gRPC status codes and transport errors).
+# Transport failures: the node did not answer at all (as opposed to answering with an error).
 UNREACHABLE_PATTERNS = (
     "connection refused",
     "no route to host",
     "network is unreachable",
     "i/o timeout",
-    "context deadline exceeded",
-    "code = unavailable",
     "connection reset",
+    "broken pipe",
     "error while dialing",
-    "connection error",
-    "eof",
+    "error reading from server",
+    "transport is closing",
+    "connection closed",
+    "dial tcp",
 )
 TLS_PATTERNS = (
     "certificate required",
@@ -54,7 +56,10 @@ ALREADY_EXISTS_PATTERNS = ("code = alreadyexists", "already bootstrapped", "etcd
 PER_NODE_ERROR_RE = re.compile(
     r"(?:on node|from node|for node) \"?(?P<node>[^\s:\"]+)\"?: (?P<error>.*)$", re.IGNORECASE
 )
-APPLY_ERROR_RE = re.compile(r"^(?P<node>\S+): error applying configuration: (?P<error>.*)$")
+APPLY_ERROR_RE = re.compile(
+    r"^(?P<node>[^\s:]+(?::\d+)?): error (?:applying configuration|getting server version|parsing server version): "
+    r"(?P<error>.*)$"
+)
 
 
 def talosctl_argument_spec():
@@ -103,19 +108,29 @@ class Result:
 
 
 def classify_error(text):
-    """Return 'unreachable', 'tls', 'already_exists', a gRPC code name in snake case, or 'error'."""
+    """Classify talosctl's error text.
+
+    Returns 'already_exists', 'unreachable' (transport failure: the node did not answer), 'tls'
+    (handshake refused, e.g. a configured node asked without a client certificate), a gRPC code
+    the node answered with ('unavailable', 'failed_precondition', 'not_found', ...), 'timeout' or
+    'error'.
+    """
     low = (text or "").lower()
     if any(p in low for p in ALREADY_EXISTS_PATTERNS):
         return "already_exists"
-    for code in ("failedprecondition", "notfound", "unimplemented", "permissiondenied", "invalidargument",
-                 "unauthenticated"):
-        if f"code = {code}" in low:
-            return {"failedprecondition": "failed_precondition", "notfound": "not_found",
-                    "permissiondenied": "permission_denied", "invalidargument": "invalid_argument"}.get(code, code)
     if any(p in low for p in TLS_PATTERNS) and "connection refused" not in low:
         return "tls"
     if any(p in low for p in UNREACHABLE_PATTERNS):
         return "unreachable"
+    names = {"failedprecondition": "failed_precondition", "notfound": "not_found",
+             "permissiondenied": "permission_denied", "invalidargument": "invalid_argument",
+             "deadlineexceeded": "timeout", "unavailable": "unavailable", "unimplemented": "unimplemented",
+             "unauthenticated": "unauthenticated", "internal": "internal"}
+    for code, name in names.items():
+        if f"code = {code}" in low:
+            return name
+    if "context deadline exceeded" in low:
+        return "timeout"
     return "error"
 
 
@@ -323,14 +338,18 @@ class Talosctl:
             items += found
             node_errors = res.node_errors()
             errors.update(node_errors)
-            if res.rc == 0 or found or node_errors:
+            if res.rc == 0 or found:
                 break
-            whole = res.stderr.strip() or res.stdout.strip() or f"rc={res.rc}"
-            if not pending:
-                errors["*"] = whole
-                break
-            errors[pending[0]] = whole
-            pending = pending[1:]
+            if node_errors:
+                # the version check that precedes `get` failed on some nodes: ask the others again
+                pending = [n for n in pending if n not in node_errors]
+            else:
+                whole = res.stderr.strip() or res.stdout.strip() or f"rc={res.rc}"
+                if not pending:
+                    errors["*"] = whole
+                    break
+                errors[pending[0]] = whole
+                pending = pending[1:]
             if not pending:
                 break
         if check and errors:

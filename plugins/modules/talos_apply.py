@@ -107,6 +107,7 @@ mode_details:
 """
 
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homecluster.platform.plugins.module_utils._talos_state import (
@@ -136,6 +137,27 @@ def fail(module, exc, node):
         kwargs["msg"] = (f"node {node} is unreachable on the Talos API (port 50000): {exc.msg}. "
                          "Check that it is powered on and reachable, then rerun; the run converges from here.")
     module.fail_json(**kwargs)
+
+
+def confirm_applied(talos, p, node, wait=30):
+    """After a maintenance apply whose answer was lost: did the node take the config?
+
+    A node that took it leaves maintenance mode and answers mutual TLS; a dry run with the same
+    config then reports no changes.
+    """
+    if not (p["talosconfig"] and os.path.exists(p["talosconfig"])):
+        return False
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        state = probe_maintenance(talos, [node])[node]
+        if state["state"] == CONFIGURED:
+            try:
+                dry, _res = talos.apply_config(p["config_file"], node=node, mode="auto", dry_run=True)
+            except TalosctlError:
+                return False
+            return dry["no_changes"]
+        time.sleep(1)
+    return False
 
 
 def detect_state(module, talos, node):
@@ -221,7 +243,9 @@ def main():
         applied, _res = talos.apply_config(p["config_file"], node=node, mode=mode, insecure=insecure,
                                            try_timeout=p["try_timeout"])
     except TalosctlError as exc:
-        fail(module, exc, node)
+        if not (insecure and exc.kind == "unreachable" and confirm_applied(talos, p, node)):
+            fail(module, exc, node)
+        applied = {"mode_details": "Applied configuration (the node left maintenance mode before answering)"}
     result["mode_details"] = applied["mode_details"]
     module.exit_json(**result)
 

@@ -93,7 +93,7 @@ from ansible_collections.homecluster.platform.plugins.module_utils._talosctl imp
     talosctl_argument_spec,
 )
 
-RETRYABLE = ("unreachable", "timeout", "failed_precondition", "error")
+RETRYABLE = ("unreachable", "unavailable", "timeout", "failed_precondition", "internal", "error")
 
 
 def etcd_state(talos, nodes):

@@ -73,19 +73,19 @@ nodes:
       services: {etcd: {running: true, healthy: true}}
       disks: [{id: sda, dev_path: /dev/sda, size: 107374182400, model: QEMU HARDDISK}]
       error: null
-maintenance:
+maintenance_nodes:
   description: Nodes in maintenance mode.
   returned: always
   type: list
   elements: str
   sample: [192.168.1.21]
-configured:
+configured_nodes:
   description: Configured nodes (answer only with mutual TLS).
   returned: always
   type: list
   elements: str
   sample: [192.168.1.11]
-unreachable:
+unreachable_nodes:
   description: Nodes that did not answer.
   returned: always
   type: list
@@ -167,9 +167,9 @@ def gather(module, talos):
     return {
         "changed": False,
         "nodes": info,
-        "maintenance": maint,
-        "configured": conf,
-        "unreachable": [n for n in nodes if info[n]["state"] == UNREACHABLE],
+        "maintenance_nodes": maint,
+        "configured_nodes": conf,
+        "unreachable_nodes": [n for n in nodes if info[n]["state"] == UNREACHABLE],
         "etcd_members": members,
     }
 
