@@ -232,7 +232,7 @@ def osd_flags(osd_dump: dict) -> list[str]:
 
 def split_who(who: str) -> tuple[str, str]:
     """'osd/class:ssd' -> ('osd', 'class:ssd'); 'osd.1' -> ('osd.1', '')."""
-    section, _, mask = who.partition("/")
+    section, _sep, mask = who.partition("/")
     return section, mask
 
 

@@ -1,14 +1,16 @@
 #!/usr/bin/python
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: HomeCluster developers
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: ceph_config
-short_description: Set, remove or read an option in the Ceph monitors' configuration database
+short_description: Set or remove an option in the Ceph monitors' configuration database
 version_added: 0.1.0
 description:
-  - Works on the centralised configuration (C(ceph config set/rm/get)), not on ceph.conf files.
+  - Works on the centralised configuration (C(ceph config set/rm)), not on ceph.conf files.
+  - To read values, use M(homecluster.platform.ceph_config_info).
   - The option name is checked with C(ceph config help) before anything changes, and the requested
     value is compared in the form Ceph stores it (C(True) is stored as C(true), a size C(1G) as
     C(1073741824), a debug level C(5) as C(5/5)), so a rerun reports no change and check mode
@@ -28,23 +30,24 @@ options:
     description: Value to store; required with O(state=present).
     type: raw
   state:
-    description:
-      - C(present) stores O(value); C(absent) removes the entry from the database (the default applies again);
-        C(get) only reads.
+    description: C(present) stores O(value); C(absent) removes the entry from the database (the default applies again).
     type: str
-    choices: [present, absent, get]
+    choices: [present, absent]
     default: present
 extends_documentation_fragment:
   - homecluster.platform.ceph
 attributes:
   check_mode:
     support: full
+    description: Reads the monitors' database and compares in Ceph's stored form.
   diff_mode:
     support: full
+    description: The stored value before and after.
   idempotent:
     support: full
+    description: Values are compared in the form Ceph stores them; a rerun reports no change.
 author:
-  - HomeCluster developers
+  - HomeCluster developers (@homecluster)
 """
 
 EXAMPLES = r"""
@@ -55,12 +58,12 @@ EXAMPLES = r"""
     value: 2
     transport: toolbox
 
-- name: Read what the monitors hold for mon_allow_pool_delete
+- name: Let the default apply again
   homecluster.platform.ceph_config:
-    who: mon
-    name: mon_allow_pool_delete
-    state: get
-  register: allow_delete
+    who: osd
+    name: osd_max_backfills
+    state: absent
+    transport: toolbox
 """
 
 RETURN = r"""
@@ -69,13 +72,6 @@ value:
   returned: always
   type: str
   sample: "2"
-effective:
-  description:
-    - Value that applies to O(who) (C(ceph config get)), the default when none is stored.
-    - Only with O(state=get).
-  returned: when state is get
-  type: raw
-  sample: 1
 option:
   description: Type and default of the option, from C(ceph config help).
   returned: always
@@ -97,7 +93,6 @@ from ansible_collections.homecluster.platform.plugins.module_utils._ceph import 
     config_entry,
     fail_module,
     normalize_config_value,
-    split_who,
 )
 
 
@@ -114,7 +109,7 @@ def main() -> None:
         who={"type": "str", "required": True},
         name={"type": "str", "required": True},
         value={"type": "raw"},
-        state={"type": "str", "default": "present", "choices": ["present", "absent", "get"]},
+        state={"type": "str", "default": "present", "choices": ["present", "absent"]},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
                            required_if=[("state", "present", ["value"])])
@@ -122,7 +117,6 @@ def main() -> None:
     who, name = p["who"], p["name"]
     runner = CephRunner(p)
     commands: list[list[str]] = []
-    result: dict = {}
     try:
         option = describe(runner, module, name)
         before = config_entry(runner.json(["config", "dump"]) or [], who, name)
@@ -135,13 +129,9 @@ def main() -> None:
                 raw = "true" if p["value"] is True else "false" if p["value"] is False else str(p["value"])
                 commands.append(["config", "set", who, name, raw])
                 after = wanted
-        elif p["state"] == "absent":
-            if before is not None:
-                commands.append(["config", "rm", who, name])
-                after = None
-        else:
-            section, _mask = split_who(who)
-            result["effective"] = runner.json(["config", "get", section, name])
+        elif before is not None:
+            commands.append(["config", "rm", who, name])
+            after = None
         if commands and not module.check_mode:
             for cmd in commands:
                 runner.run(cmd, json_output=False)
@@ -149,7 +139,7 @@ def main() -> None:
     except CephError as exc:
         fail_module(module, exc)
         return
-    result.update(
+    result = dict(
         changed=bool(commands),
         value=after,
         option={k: option.get(k) for k in ("type", "default", "can_update_at_runtime")},

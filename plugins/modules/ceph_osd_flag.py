@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: HomeCluster developers
 from __future__ import annotations
@@ -29,12 +30,15 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
+    description: Reads the flags from C(ceph osd dump) and reports which would be set or unset.
   diff_mode:
     support: full
+    description: The cluster-wide flags before and after.
   idempotent:
     support: full
+    description: Only flags that differ are set or unset.
 author:
-  - HomeCluster developers
+  - HomeCluster developers (@homecluster)
 """
 
 EXAMPLES = r"""

@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: HomeCluster developers
 from __future__ import annotations
@@ -53,12 +54,15 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
+    description: Reads the pool and reports the commands it would run, changing nothing.
   diff_mode:
     support: full
+    description: Before and after of size, min_size, pg_num, autoscale mode, CRUSH rule and applications.
   idempotent:
     support: full
+    description: Compares with what Ceph reports before acting; a rerun runs no command.
 author:
-  - HomeCluster developers
+  - HomeCluster developers (@homecluster)
 """
 
 EXAMPLES = r"""

@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: HomeCluster developers
 from __future__ import annotations
@@ -30,12 +31,15 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
+    description: Read-only; reports the state in check mode as in a normal run.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to show.
   idempotent:
     support: full
+    description: Never changes anything.
 author:
-  - HomeCluster developers
+  - HomeCluster developers (@homecluster)
 """
 
 EXAMPLES = r"""

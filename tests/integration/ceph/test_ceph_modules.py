@@ -90,13 +90,15 @@ def test_noout_set_and_unset_are_idempotent(ceph_cluster, ceph_args, run_module)
 def test_config_set_get_and_remove(ceph_cluster, ceph_args, run_module):
     args = {**ceph_args, "who": "osd", "name": "osd_memory_target", "value": "2G"}
     assert run_module("ceph_config", args, check=True)["changed"] is True
-    assert run_module("ceph_config", {**args, "state": "get"})["value"] is None
+    info = {k: v for k, v in args.items() if k != "value"}
+    assert run_module("ceph_config_info", info)["value"] is None
     res = run_module("ceph_config", args)
     assert res["changed"] is True and res["value"] == "2147483648"
     assert run_module("ceph_config", {**args, "value": 2147483648})["changed"] is False
     assert run_module("ceph_config", args)["changed"] is False
-    got = run_module("ceph_config", {**args, "state": "get"})
+    got = run_module("ceph_config_info", info)
     assert got["value"] == "2147483648" and str(got["effective"]) == "2147483648"
+    assert got["entries"] == [{"section": "osd", "mask": "", "name": "osd_memory_target", "value": "2147483648"}]
     bad = run_module("ceph_config", {**args, "name": "osd_no_such_option"}, expect_fail=True)
     assert "not a Ceph configuration option" in bad["msg"]
     assert run_module("ceph_config", {**args, "state": "absent"})["changed"] is True

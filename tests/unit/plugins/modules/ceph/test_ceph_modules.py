@@ -10,6 +10,7 @@ import pytest
 from ansible_collections.homecluster.platform.plugins.module_utils import _ceph
 from ansible_collections.homecluster.platform.plugins.modules import (
     ceph_config,
+    ceph_config_info,
     ceph_osd_flag,
     ceph_pool,
     ceph_status,
@@ -45,7 +46,7 @@ class FakeCeph:
         return types.SimpleNamespace(returncode=0, stdout="", stderr="")
 
     def changes(self):
-        reads = {("osd", "dump"), ("status",), ("health", "detail"), ("config", "dump"), ("config", "help"),
+        reads = {("osd", "dump"), ("status",), ("health", "detail"), ("config", "dump"), ("config", "help"), ("config", "get"),
                  ("osd", "crush"), ("osd", "pool", "ls")}
         return [c for c in self.calls if not any(tuple(c[:len(r)]) == r for r in reads)]
 
@@ -177,3 +178,13 @@ def test_config_absent_removes_only_when_stored(config_cluster, run_module):
     res = run_module(ceph_config.main, {"who": "osd", "name": "osd_max_backfills", "state": "absent"})
     assert res.result["changed"] is True
     assert config_cluster.changes()[-1] == ["config", "rm", "osd", "osd_max_backfills"]
+
+
+def test_config_info_filters_by_section_and_mask(config_cluster, run_module):
+    res = run_module(ceph_config_info.main, {"who": "osd/class:ssd"})
+    assert res.result["entries"] == [{"section": "osd", "mask": "class:ssd", "name": "osd_memory_target",
+                                      "value": "2147483648"}]
+    config_cluster.on("config", "get", stdout="2\n")
+    res = run_module(ceph_config_info.main, {"who": "osd", "name": "osd_max_backfills"})
+    assert res.result["value"] == "2" and res.result["effective"] == 2
+    assert res.result["option"]["type"] == "uint" and config_cluster.changes() == []
