@@ -60,8 +60,8 @@ def recipe_hash(name: str, spec: dict, gover: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def upstream_replaces(module: str, version: str, local_version: str | None, workdir: Path,
-                      env: dict[str, str], drop: dict[str, str]) -> list[str]:
+def upstream_replaces(module: str, version: str, workdir: Path, env: dict[str, str], *,
+                      local_version: str | None, drop: dict[str, str]) -> list[str]:
     """Return replace lines for the wrapper, derived from the upstream go.mod."""
     info = json.loads(run(["go", "mod", "download", "-json", f"{module}@{version}"], workdir, env))
     mod = json.loads(run(["go", "mod", "edit", "-json", info["GoMod"]], workdir, env))
@@ -123,8 +123,9 @@ def build_tool(name: str, spec: dict, root: Path, env: dict[str, str], gover: st
     modules = {spec["module"]: spec["version"], **spec.get("extra_modules", {})}
     replaces: list[str] = []
     for module, version in modules.items():
-        for line in upstream_replaces(module, version, spec.get("local_replace_version"), workdir, env,
-                                       spec.get("drop_replaces", {})):
+        for line in upstream_replaces(module, version, workdir, env,
+                                       local_version=spec.get("local_replace_version"),
+                                       drop=spec.get("drop_replaces", {})):
             if line not in replaces:
                 replaces.append(line)
     # Modules the Go module proxy reachable here does not serve at the pinned version: replaced
