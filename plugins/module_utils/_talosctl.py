@@ -190,6 +190,28 @@ def parse_table(text):
     return rows
 
 
+def parse_version_text(text):
+    """Parse ``talosctl version`` text: {node: {"tag", "sha", "go_version", "os_arch", ...}} for the servers."""
+    out = {}
+    current = None
+    in_server = False
+    for raw in (text or "").splitlines():
+        line = raw.strip()
+        if line == "Server:":
+            in_server = True
+            continue
+        if not in_server or ":" not in line:
+            continue
+        key, _, value = line.partition(":")
+        key = key.strip().lower().replace(" ", "_").replace("/", "_")
+        value = value.strip()
+        if key == "node":
+            current = out.setdefault(value, {})
+        elif current is not None:
+            current[key] = value
+    return out
+
+
 def parse_apply_output(text):
     """Parse what apply-config prints (ModeDetails and warnings).
 
@@ -358,17 +380,9 @@ class Talosctl:
         return items, errors, res
 
     def version(self, *, nodes=None, insecure=False, check=True):
-        """Server versions keyed by node (``version --json``)."""
-        res = self.run(["version", "--json"], nodes=nodes, insecure=insecure, check=check)
-        items = parse_json_stream(res.stdout)
-        result = {}
-        names = node_list(nodes)
-        errors = res.node_errors()
-        answered = [n for n in names if n not in errors]
-        for i, item in enumerate(items):
-            node = (item.get("metadata") or {}).get("hostname") or (answered[i] if i < len(answered) else str(i))
-            result[node] = item.get("version", item)
-        return result, errors, res
+        """Server versions keyed by node; from the text output, the only one that names each node."""
+        res = self.run(["version"], nodes=nodes, insecure=insecure, check=check)
+        return parse_version_text(res.stdout), res.node_errors(), res
 
     def etcd_members(self, *, nodes=None, check=True):
         """``etcd members`` parsed from its table; returns (rows, per-node errors, result)."""

@@ -181,3 +181,26 @@ def test_redact_diff_masks_pem_block_scalars():
     assert "MHcCAQEE" not in masked
     assert "BEGIN EC" not in masked
     assert " kind: KubeProxyConfig" in masked
+
+
+def test_parse_version_text_recorded():
+    versions = t.parse_version_text(fixture("recorded_version_mtls_text.stdout"))
+    assert set(versions) == {"127.0.20.11", "127.0.20.14"}
+    assert versions["127.0.20.11"]["tag"] == "v1.14.1"
+    assert versions["127.0.20.14"]["os_arch"] == "linux/amd64"
+
+
+def test_recorded_dry_runs():
+    same = t.parse_apply_output(fixture("recorded_dry_run_no_changes.stderr"))
+    assert same["no_changes"] is True and same["reboot_required"] is False
+    label = t.parse_apply_output(fixture("recorded_dry_run_label.stderr"))
+    assert label["no_changes"] is False
+    assert "+    topology.kubernetes.io/zone: b" in label["diff"]
+    assert label["mode_details"] == "Applied configuration without a reboot (skipped in dry-run)."
+
+
+def test_recorded_etcd_members():
+    rows = t.parse_table(fixture("recorded_etcd_members.stdout"))
+    assert len(rows) == 9
+    assert {r["hostname"] for r in rows} == {"cp1", "cp2", "cp3"}
+    assert rows[0]["client_urls"].startswith("https://127.0.20.")
