@@ -381,7 +381,7 @@ def shown(key, value):
     """How a value appears in the diff (volumes by size rather than allocation syntax)."""
     if value is None:
         return None
-    if key in ("scsi0", "scsi1") and "size=" not in str(value):
+    if key in ("scsi0", "scsi1") and "size=" not in str(value) and ":" in str(value):
         head = str(value).split(",")[0]
         return f"{head.rsplit(':', 1)[0]}: {head.rsplit(':', 1)[1]} GiB"
     return value
@@ -496,7 +496,8 @@ class TalosVM:
                 "Set allow_restart (role: proxmox_vm_allow_restart: true) to apply them and reboot the VM, "
                 "or stop the VM first.", changed_keys=keys, restart_keys=restart)
         diff = {"before": {k: cur.get(k) for k in keys},
-                "after": {k: shown(k, changes.get(k, resize.get(k))) for k in keys}}
+                "after": {k: shown(k, changes[k]) if k in changes else f"size={resize[k]} (grown in place)"
+                          for k in keys}}
         if keys:
             self.actions.append("update")
         if resize:
