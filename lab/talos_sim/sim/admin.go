@@ -12,19 +12,20 @@ import (
 
 // NodeStatus is a node as GET /nodes shows it.
 type NodeStatus struct {
-	Name         string    `json:"name"`
-	Address      string    `json:"address"`
-	Power        string    `json:"power"`
-	Phase        string    `json:"phase"` // off, booting, maintenance, running, unreachable
-	Hostname     string    `json:"hostname"`
-	MachineType  string    `json:"machine_type,omitempty"`
-	ClusterName  string    `json:"cluster_name,omitempty"`
-	Version      string    `json:"version"`
-	Installed    bool      `json:"installed"`
-	EtcdMember   bool      `json:"etcd_member"`
-	KubeNode     bool      `json:"kube_node"`
-	StagedConfig bool      `json:"staged_config"`
-	Disks        []DiskDef `json:"disks"`
+	Name         string         `json:"name"`
+	Address      string         `json:"address"`
+	Power        string         `json:"power"`
+	Phase        string         `json:"phase"` // off, booting, maintenance, running, unreachable
+	Hostname     string         `json:"hostname"`
+	MachineType  string         `json:"machine_type,omitempty"`
+	ClusterName  string         `json:"cluster_name,omitempty"`
+	Version      string         `json:"version"`
+	Installed    bool           `json:"installed"`
+	EtcdMember   bool           `json:"etcd_member"`
+	KubeNode     bool           `json:"kube_node"`
+	StagedConfig bool           `json:"staged_config"`
+	Disks        []DiskDef      `json:"disks"`
+	Calls        map[string]int `json:"calls"`
 }
 
 func (n *Node) statusLocked() NodeStatus {
@@ -33,6 +34,11 @@ func (n *Node) statusLocked() NodeStatus {
 		Version: n.rec.Version, Installed: n.rec.Installed, EtcdMember: n.rec.EtcdMember, KubeNode: n.rec.KubeNode,
 		StagedConfig: n.rec.PersistedConfig != "" && n.rec.PersistedConfig != n.rec.ActiveConfig,
 		Disks:        n.def.Disks,
+		Calls:        map[string]int{},
+	}
+
+	for k, v := range n.calls {
+		st.Calls[k] = v
 	}
 
 	if n.configuredLocked() {
@@ -120,9 +126,10 @@ func httpError(w http.ResponseWriter, code int, format string, args ...any) {
 }
 
 type powerRequest struct {
-	Address string `json:"address"`
-	Name    string `json:"name"`
-	State   string `json:"state"`
+	Address string    `json:"address"`
+	Name    string    `json:"name"`
+	State   string    `json:"state"`
+	Disks   []DiskDef `json:"disks,omitempty"` // for a node the simulator does not know yet
 }
 
 func (s *Sim) handlePower(w http.ResponseWriter, r *http.Request) {
@@ -158,7 +165,7 @@ func (s *Sim) handlePower(w http.ResponseWriter, r *http.Request) {
 		}
 
 		off := false
-		if err := s.addNodeLocked(NodeDef{Name: req.Name, Address: req.Address, PoweredOn: &off}); err != nil {
+		if err := s.addNodeLocked(NodeDef{Name: req.Name, Address: req.Address, PoweredOn: &off, Disks: req.Disks}); err != nil {
 			httpError(w, http.StatusBadRequest, "%v", err)
 
 			return

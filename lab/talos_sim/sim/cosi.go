@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"strings"
 
 	"github.com/cosi-project/runtime/pkg/resource"
@@ -84,6 +85,10 @@ func upsert(ctx context.Context, st state.State, r resource.Resource) error {
 		}
 
 		return err
+	}
+
+	if reflect.DeepEqual(existing.Spec(), r.Spec()) {
+		return nil // unchanged: keep the version, like a controller that has nothing to do
 	}
 
 	r.Metadata().SetVersion(existing.Metadata().Version())

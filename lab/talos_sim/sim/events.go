@@ -46,8 +46,7 @@ func (l *eventLog) push(actor string, msg proto.Message) {
 	l.changed = make(chan struct{})
 }
 
-func (l *eventLog) add(stage runtime.MachineStage, _ string) {
-	ready := stage == runtime.MachineStageRunning
+func (l *eventLog) add(stage runtime.MachineStage, ready bool) {
 	ev := &machineapi.MachineStatusEvent{
 		Stage:  machineapi.MachineStatusEvent_MachineStage(stage), //nolint:gosec
 		Status: &machineapi.MachineStatusEvent_MachineStatus{Ready: ready},

@@ -28,7 +28,10 @@ type Fault struct {
 	Message      string  `json:"message,omitempty"`
 	Count        int     `json:"count,omitempty"`
 	DelaySeconds float64 `json:"delay_seconds,omitempty"`
-	Hits         int     `json:"hits"`
+	// After: the RPC runs (its effect happens) and then fails, like a response lost on
+	// the way back (an interrupted bootstrap).
+	After bool `json:"after,omitempty"`
+	Hits  int  `json:"hits"`
 }
 
 type faultSet struct {
@@ -92,8 +95,9 @@ func (fs *faultSet) unreachable(addr string) bool {
 	return false
 }
 
-// apply delays or fails an RPC on a node as the matching faults say.
-func (fs *faultSet) apply(ctx context.Context, addr, method string) error {
+// apply delays or fails an RPC on a node as the matching faults say; after selects the
+// faults that act once the RPC has run.
+func (fs *faultSet) apply(ctx context.Context, addr, method string, after bool) error {
 	var (
 		delay time.Duration
 		err   error
@@ -106,7 +110,7 @@ func (fs *faultSet) apply(ctx context.Context, addr, method string) error {
 	for _, f := range fs.faults {
 		keep := true
 
-		if f.matches(addr, method) {
+		if f.matches(addr, method) && f.After == after {
 			switch f.Type {
 			case "slow":
 				delay += time.Duration(f.DelaySeconds * float64(time.Second))

@@ -84,7 +84,7 @@ func authorize(method string, roles role.Set) error {
 }
 
 func newGRPCServer(s *Sim) *grpc.Server {
-	creds := credentials.NewTLS(&tls.Config{GetConfigForClient: s.tlsForClient, MinVersion: tls.VersionTLS12})
+	creds := &lingerCreds{credentials.NewTLS(&tls.Config{GetConfigForClient: s.tlsForClient, MinVersion: tls.VersionTLS12})}
 
 	srv := grpc.NewServer(
 		grpc.Creds(creds),
@@ -212,7 +212,7 @@ func (s *Sim) prepare(ctx context.Context, method string) (context.Context, []st
 	return ctx, targets, multi, local, err
 }
 
-func (s *Sim) forNode(ctx context.Context, local *Node, target, method string) (context.Context, error) {
+func (s *Sim) forNode(ctx context.Context, local *Node, target, method string, req any) (context.Context, error) {
 	n, err := s.reach(local, target)
 	if err != nil {
 		return ctx, err
@@ -220,7 +220,21 @@ func (s *Sim) forNode(ctx context.Context, local *Node, target, method string) (
 
 	ctx = context.WithValue(ctx, nodeKey, n)
 
-	return ctx, s.faults.apply(ctx, n.addr(), method)
+	key := method[strings.LastIndex(method, "/")+1:]
+	if r, ok := req.(*machineapi.ApplyConfigurationRequest); ok && r.GetDryRun() {
+		key += "/dry_run"
+	}
+
+	s.mu.Lock()
+	n.calls[key]++
+	s.mu.Unlock()
+
+	return ctx, s.faults.apply(ctx, n.addr(), method, false)
+}
+
+// afterFaults: an injected failure once the RPC has had its effect.
+func (s *Sim) afterFaults(ctx context.Context, method string) error {
+	return s.faults.apply(ctx, targetNode(ctx).addr(), method, true)
 }
 
 func (s *Sim) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -232,17 +246,23 @@ func (s *Sim) unaryInterceptor(ctx context.Context, req any, info *grpc.UnarySer
 	}
 
 	if !multi {
-		nctx, err := s.forNode(ctx, local, targets[0], info.FullMethod)
+		nctx, err := s.forNode(ctx, local, targets[0], info.FullMethod, req)
 		if err != nil {
 			return nil, err
 		}
 
 		resp, err := handler(nctx, req)
-		if err != nil {
-			s.log.Printf("%s on %s: %v", info.FullMethod, targets[0], err)
+		if err == nil {
+			err = s.afterFaults(nctx, info.FullMethod)
 		}
 
-		return resp, err
+		if err != nil {
+			s.log.Printf("%s on %s: %v", info.FullMethod, targets[0], err)
+
+			return nil, err
+		}
+
+		return resp, nil
 	}
 
 	return s.aggregate(ctx, local, targets, info.FullMethod, req, handler)
@@ -264,11 +284,15 @@ func (s *Sim) aggregate(ctx context.Context, local *Node, targets []string, meth
 	list := out.Mutable(msgsField).List()
 
 	for _, target := range targets {
-		nctx, err := s.forNode(ctx, local, target, method)
+		nctx, err := s.forNode(ctx, local, target, method, req)
 
 		var resp any
 		if err == nil {
 			resp, err = handler(nctx, req)
+		}
+
+		if err == nil {
+			err = s.afterFaults(nctx, method)
 		}
 
 		if err != nil {
@@ -347,12 +371,16 @@ func (s *Sim) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Stream
 		return status.Errorf(codes.Unimplemented, "the simulator does not aggregate streaming method %s over several nodes; use one node per call", info.FullMethod)
 	}
 
-	nctx, err := s.forNode(ctx, local, targets[0], info.FullMethod)
+	nctx, err := s.forNode(ctx, local, targets[0], info.FullMethod, nil)
 	if err != nil {
 		return err
 	}
 
 	err = handler(srv, &wrappedStream{ServerStream: ss, ctx: nctx})
+	if err == nil {
+		err = s.afterFaults(nctx, info.FullMethod)
+	}
+
 	if err != nil {
 		s.log.Printf("%s on %s: %v", info.FullMethod, targets[0], err)
 	}

@@ -203,7 +203,8 @@ func (k *kubeManager) upArgs(lead *Node) ([]string, error) {
 	var nodes []string
 
 	for _, n := range k.s.nodes {
-		if n.configuredLocked() && n.cfg.ClusterID == cfg.ClusterID && n.rec.PowerOn {
+		// nodes with labels of their own join through `node add` (which takes labels) after up
+		if n.configuredLocked() && n.cfg.ClusterID == cfg.ClusterID && n.rec.PowerOn && len(extraLabels(n.cfg)) == 0 {
 			nodes = append(nodes, fmt.Sprintf("%s=%s:%s", n.hostnameLocked(), n.addr(), nodeRole(n)))
 		}
 	}
@@ -232,14 +233,7 @@ func (k *kubeManager) addNode(n *Node) {
 
 	args := []string{"node", "add", "--dir", k.dir(), "--name", n.hostnameLocked(), "--ip", n.addr(), "--role", nodeRole(n)}
 
-	labels := make([]string, 0, len(n.cfg.NodeLabels))
-	for key, val := range n.cfg.NodeLabels {
-		labels = append(labels, key+"="+val)
-	}
-
-	sort.Strings(labels)
-
-	for _, l := range labels {
+	for _, l := range extraLabels(n.cfg) {
 		args = append(args, "--label", l)
 	}
 
@@ -317,4 +311,70 @@ func (k *kubeManager) snapshot(ctx context.Context) (string, func(), error) {
 	}
 
 	return path, cleanup, nil
+}
+
+// extraLabels: the machine config's node labels beyond the role labels lab/kube sets itself.
+func extraLabels(cfg *parsedConfig) []string {
+	var out []string
+
+	for key, val := range cfg.NodeLabels {
+		if strings.HasPrefix(key, "node-role.kubernetes.io/") || key == "node.kubernetes.io/exclude-from-external-load-balancers" {
+			continue
+		}
+
+		out = append(out, key+"="+val)
+	}
+
+	sort.Strings(out)
+
+	return out
+}
+
+// relabel applies changed node labels of a running node (s.mu held), like Talos' node
+// labels controller; labels removed from the config are removed from the node.
+func (k *kubeManager) relabel(n *Node, old *parsedConfig) {
+	if !k.enabled() || !k.s.sf.Cluster.KubeUp || !n.rec.KubeNode {
+		return
+	}
+
+	want := map[string]string{}
+	for _, l := range extraLabels(n.cfg) {
+		key, val, _ := strings.Cut(l, "=")
+		want[key] = val
+	}
+
+	var args []string
+
+	if old != nil {
+		for _, l := range extraLabels(old) {
+			key, _, _ := strings.Cut(l, "=")
+			if _, ok := want[key]; !ok {
+				args = append(args, key+"-")
+			}
+		}
+	}
+
+	for _, l := range extraLabels(n.cfg) {
+		args = append(args, l)
+	}
+
+	if len(args) == 0 {
+		return
+	}
+
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		kubectl = filepath.Join(filepath.Dir(k.s.opts.EtcdctlPath), "kubectl")
+	}
+
+	cmd := append([]string{"--kubeconfig", filepath.Join(k.dir(), "admin.kubeconfig"), "label", "node", n.hostnameLocked(), "--overwrite"}, args...)
+
+	go func() {
+		ctx, cancel := context.WithTimeout(k.s.ctx, time.Minute)
+		defer cancel()
+
+		if out, err := exec.CommandContext(ctx, kubectl, cmd...).CombinedOutput(); err != nil {
+			k.s.log.Printf("kubectl label node %s: %v: %s", n.def.Name, err, strings.TrimSpace(string(out)))
+		}
+	}()
 }

@@ -11,6 +11,10 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/credentials"
 )
 
 // trackedListener remembers accepted connections so that a node going down drops them,
@@ -40,7 +44,7 @@ func (l *trackedListener) Accept() (net.Conn, error) {
 
 	l.conns[c] = struct{}{}
 
-	return &trackedConn{Conn: c, l: l}, nil
+	return &lingerConn{Conn: &trackedConn{Conn: c, l: l}}, nil
 }
 
 func (l *trackedListener) Close() error {
@@ -227,4 +231,42 @@ func (n *Node) serverCertLocked() (*keyPair, error) {
 	}
 
 	return kp, nil
+}
+
+// lingerCreds keeps a connection open briefly when the TLS handshake fails, so that the
+// client reads the server's alert (e.g. "tls: certificate required" when talosctl
+// --insecure talks to a configured node) instead of a racy "broken pipe".
+type lingerCreds struct {
+	credentials.TransportCredentials
+}
+
+func (l *lingerCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	c, ai, err := l.TransportCredentials.ServerHandshake(raw)
+	if lc, ok := raw.(*lingerConn); ok && err == nil {
+		lc.done.Store(true)
+	}
+
+	return c, ai, err
+}
+
+func (l *lingerCreds) Clone() credentials.TransportCredentials {
+	return &lingerCreds{TransportCredentials: l.TransportCredentials.Clone()}
+}
+
+type lingerConn struct {
+	net.Conn
+	done atomic.Bool
+}
+
+func (c *lingerConn) Close() error {
+	if c.done.Load() {
+		return c.Conn.Close()
+	}
+
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		c.Conn.Close() //nolint:errcheck
+	}()
+
+	return nil
 }

@@ -207,8 +207,13 @@ func (m *machineServer) ApplyConfiguration(ctx context.Context, in *machineapi.A
 // setActiveLocked switches a running node to a new configuration without a reboot.
 func (n *Node) setActiveLocked(pc *parsedConfig) {
 	oldHost := n.hostnameLocked()
+	oldCfg := n.cfg
 	n.rec.ActiveConfig = string(pc.Raw)
 	n.cfg = pc
+
+	if oldCfg != nil && strings.Join(extraLabels(oldCfg), ",") != strings.Join(extraLabels(pc), ",") {
+		n.sim.kube.relabel(n, oldCfg)
+	}
 
 	if n.serverCert != nil && string(pc.OSCA.CertPEM) != n.serverCA {
 		n.serverCert = nil
@@ -432,7 +437,9 @@ func serviceSet(v nodeView) []svcDef {
 		return nil
 	}
 
-	run := func(id string) svcDef { return svcDef{id: id, running: true, healthy: true, state: "Running", msg: "Health check successful"} }
+	run := func(id string) svcDef {
+		return svcDef{id: id, running: true, healthy: true, state: "Running", msg: "Health check successful"}
+	}
 
 	if v.Config == nil {
 		return []svcDef{run("apid"), run("machined"), run("udevd")}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,7 +54,7 @@ type Sim struct {
 	grpc    *grpc.Server
 	faults  *faultSet
 	stopped bool
-	kube   *kubeManager
+	kube    *kubeManager
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -77,6 +78,8 @@ type Node struct {
 	maintCert  *keyPair
 	serverCert *keyPair
 	serverCA   string // PEM of the CA that signed serverCert
+	lastStatus string
+	calls      map[string]int
 
 	applyMu sync.Mutex
 	st      state.State
@@ -143,17 +146,23 @@ func (s *Sim) addNodeLocked(def NodeDef) error {
 		return fmt.Errorf("node %s: address %s used twice", def.Name, def.Address)
 	}
 
+	rec, ok := s.sf.Nodes[def.Address]
+	if ok && len(def.Disks) == 0 && len(rec.Disks) > 0 {
+		def.Disks = rec.Disks
+	}
+
 	if len(def.Disks) == 0 {
 		def.Disks = DefaultDisks()
 	}
 
-	rec, ok := s.sf.Nodes[def.Address]
 	if !ok {
 		rec = &nodeRecord{Name: def.Name, Address: def.Address, PowerOn: def.PoweredOn == nil || *def.PoweredOn, Version: s.opts.Version, BootID: newID()}
 		s.sf.Nodes[def.Address] = rec
 	}
 
 	rec.Name = def.Name
+	rec.Disks = def.Disks
+
 	if rec.Version == "" {
 		rec.Version = s.opts.Version
 	}
@@ -163,7 +172,7 @@ func (s *Sim) addNodeLocked(def NodeDef) error {
 		return err
 	}
 
-	n := &Node{sim: s, def: def, rec: rec, st: st, events: newEventLog()}
+	n := &Node{sim: s, def: def, rec: rec, st: st, events: newEventLog(), calls: map[string]int{}}
 
 	if rec.ActiveConfig != "" {
 		n.cfg, err = parseConfig([]byte(rec.ActiveConfig))
@@ -314,6 +323,7 @@ func (n *Node) upLocked() bool {
 func (n *Node) bootLocked(delay time.Duration) error {
 	n.closeListenerLocked()
 	n.events.reset()
+	n.lastStatus = ""
 	n.booting = true
 	n.bootGen++
 	gen := n.bootGen
@@ -346,8 +356,13 @@ func (n *Node) finishBootLocked() {
 	// a staged configuration takes effect at boot
 	if n.rec.PersistedConfig != "" && n.rec.PersistedConfig != n.rec.ActiveConfig {
 		if pc, err := parseConfig([]byte(n.rec.PersistedConfig)); err == nil {
+			old := n.cfg
 			n.rec.ActiveConfig = n.rec.PersistedConfig
 			n.cfg = pc
+
+			if old != nil && pc.hasMachine() && strings.Join(extraLabels(old), ",") != strings.Join(extraLabels(pc), ",") {
+				n.sim.kube.relabel(n, old)
+			}
 		} else {
 			n.sim.log.Printf("%s: staged config unusable: %v", n.def.Name, err)
 		}
@@ -364,7 +379,6 @@ func (n *Node) finishBootLocked() {
 		n.stage = runtime.MachineStageMaintenance
 	}
 
-	n.events.add(n.stage, n.rec.BootID)
 	n.syncLocked()
 	n.sim.syncMembersLocked()
 	_ = n.sim.saveLocked()
@@ -409,7 +423,9 @@ func (n *Node) viewLocked() nodeView {
 
 	if n.configuredLocked() {
 		v.Config = n.cfg
-		v.Ready = n.stage == runtime.MachineStageRunning
+		// like Talos: ready once every service is healthy, so a control plane only once it
+		// runs etcd (after the bootstrap, or after joining a bootstrapped cluster)
+		v.Ready = n.stage == runtime.MachineStageRunning && (!n.cfg.Type.IsControlPlane() || n.rec.EtcdMember)
 		v.EtcdRunning = n.rec.EtcdMember
 		v.EtcdMemberID = n.rec.EtcdMemberID
 
@@ -429,8 +445,15 @@ func (n *Node) viewLocked() nodeView {
 }
 
 func (n *Node) syncLocked() {
-	if err := syncResources(n.sim.ctx, n.st, n.viewLocked()); err != nil {
+	v := n.viewLocked()
+	if err := syncResources(n.sim.ctx, n.st, v); err != nil {
 		n.sim.log.Printf("%s: syncing resources: %v", n.def.Name, err)
+	}
+
+	// a MachineStatus event whenever stage or readiness changes (the --wait trackers' signal)
+	if key := fmt.Sprintf("%d/%v", v.Stage, v.Ready); key != n.lastStatus {
+		n.lastStatus = key
+		n.events.add(v.Stage, v.Ready)
 	}
 }
 

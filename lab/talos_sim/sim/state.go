@@ -32,17 +32,18 @@ type NodeDef struct {
 
 // nodeRecord is what survives a restart for one node.
 type nodeRecord struct {
-	Name            string `json:"name"`
-	Address         string `json:"address"`
-	PowerOn         bool   `json:"power_on"`
-	Installed       bool   `json:"installed"`
-	Version         string `json:"version"`
-	BootID          string `json:"boot_id"`
-	ActiveConfig    string `json:"active_config,omitempty"`
-	PersistedConfig string `json:"persisted_config,omitempty"`
-	EtcdMember      bool   `json:"etcd_member"`
-	EtcdMemberID    uint64 `json:"etcd_member_id,omitempty"`
-	KubeNode        bool   `json:"kube_node"`
+	Name            string    `json:"name"`
+	Address         string    `json:"address"`
+	PowerOn         bool      `json:"power_on"`
+	Installed       bool      `json:"installed"`
+	Version         string    `json:"version"`
+	BootID          string    `json:"boot_id"`
+	ActiveConfig    string    `json:"active_config,omitempty"`
+	PersistedConfig string    `json:"persisted_config,omitempty"`
+	EtcdMember      bool      `json:"etcd_member"`
+	EtcdMemberID    uint64    `json:"etcd_member_id,omitempty"`
+	KubeNode        bool      `json:"kube_node"`
+	Disks           []DiskDef `json:"disks,omitempty"`
 }
 
 // clusterRecord is the cluster-wide state (one cluster per simulator).
