@@ -99,12 +99,14 @@ def test_apply_bootstrap_kubeconfig(lab):
     refused = run(str(TALOSCTL), "version", "--insecure", "-n", CP, check=False)
     assert "certificate required" in refused.stderr
 
-    same = talos(lab, "-n", CP, "apply-config", "-f", str(work / "controlplane.yaml"), "--dry-run", "--mode", "no-reboot")
+    same = talos(lab, "-n", CP, "apply-config", "-f", str(work / "controlplane.yaml"),
+                 "--dry-run", "--mode", "no-reboot")
     assert same.stderr.rstrip().endswith("Config diff:\n\nNo changes.")
 
     talos(lab, "-n", CP, "bootstrap")
     again = talos(lab, "-n", CP, "bootstrap", check=False)
-    assert again.returncode != 0 and "AlreadyExists" in again.stderr and "etcd data directory is not empty" in again.stderr
+    assert again.returncode != 0
+    assert "AlreadyExists" in again.stderr and "etcd data directory is not empty" in again.stderr
 
     members = talos(lab, "-n", CP, "etcd", "members").stdout
     assert "cp1" in members and f"https://{CP}:2380" in members
@@ -114,10 +116,12 @@ def test_apply_bootstrap_kubeconfig(lab):
     kubeconfig = work / "kubeconfig"
     talos(lab, "-n", CP, "kubeconfig", str(kubeconfig), "--merge=false")
     assert f"server: {ENDPOINT}" in kubeconfig.read_text()
-    nodes = wait_for(
-        lambda: (lambda p: p.returncode == 0 and "w1" in p.stdout and "cp1" in p.stdout and p.stdout)(
-            run(str(KUBECTL), "--kubeconfig", str(kubeconfig), "get", "nodes", "--no-headers", check=False)),
-        240, "kubectl get nodes listing cp1 and w1")
+
+    def listed() -> str | None:
+        p = run(str(KUBECTL), "--kubeconfig", str(kubeconfig), "get", "nodes", "--no-headers", check=False)
+        return p.stdout if p.returncode == 0 and "w1" in p.stdout and "cp1" in p.stdout else None
+
+    nodes = wait_for(listed, 240, "kubectl get nodes listing cp1 and w1")
     assert " Ready " in nodes
 
     calls = {n["name"]: n["calls"] for n in admin("/nodes")["nodes"]}
