@@ -591,5 +591,19 @@ def redact_diff(text):
     return "\n".join(out)
 
 
-def dump_yaml_stream(docs):
-    return "---\n".join(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False) for doc in docs)
+if HAS_YAML:
+
+    class _DiffDumper(yaml.SafeDumper):
+        """Safe dumper writing multi-line strings (PEM certificates) as block literals."""
+
+    def _str_presenter(dumper, data):
+        style = "|" if "\n" in data else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+    _DiffDumper.add_representer(str, _str_presenter)
+
+
+def dump_yaml_stream(docs, sort_keys=False):
+    """YAML text of *docs* (one document each) for diffs: block literals for multi-line strings."""
+    return "---\n".join(yaml.dump(doc, Dumper=_DiffDumper, sort_keys=sort_keys, default_flow_style=False)
+                         for doc in docs)

@@ -119,6 +119,7 @@ from ansible_collections.homecluster.platform.plugins.module_utils._talos_state 
 from ansible_collections.homecluster.platform.plugins.module_utils._talosctl import (
     Talosctl,
     TalosctlError,
+    dump_yaml_stream,
     parse_yaml_stream,
     redact,
     redact_diff,
@@ -180,7 +181,7 @@ def plan_maintenance(module, result):
     result.update(changed=True, applied_mode=p["mode"], dry_run="node in maintenance mode: full config applied")
     if module._diff:
         with open(p["config_file"]) as handle:
-            after = yaml.safe_dump_all([redact(d) for d in parse_yaml_stream(handle.read())], sort_keys=False)
+            after = dump_yaml_stream([redact(d) for d in parse_yaml_stream(handle.read())])
         result["diff"] = {"before": "", "after": after, "before_header": f"{result['node']} (maintenance)",
                           "after_header": p["config_file"]}
     return p["mode"]

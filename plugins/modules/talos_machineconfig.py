@@ -169,6 +169,7 @@ from ansible_collections.homecluster.platform.plugins.module_utils._talosctl imp
     PrivateDir,
     Talosctl,
     TalosctlError,
+    dump_yaml_stream,
     file_mode,
     parse_yaml_stream,
     redact,
@@ -300,10 +301,10 @@ def main():
         before = ""
         if current is not None:
             try:
-                before = yaml.safe_dump_all([redact(d) for d in parse_yaml_stream(current)], sort_keys=False)
+                before = dump_yaml_stream([redact(d) for d in parse_yaml_stream(current)])
             except yaml.YAMLError:
                 before = "<unparsable previous content>\n"
-        after = yaml.safe_dump_all([redact(d) for d in docs], sort_keys=False)
+        after = dump_yaml_stream([redact(d) for d in docs])
         result["diff"] = {"before": before, "after": after, "before_header": dest, "after_header": dest}
     if result["changed"] and not module.check_mode:
         if content_changed:
