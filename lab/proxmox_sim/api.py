@@ -489,12 +489,18 @@ def _with_pending(vm):
 @route("POST", "/nodes/{node}/qemu")
 def post_qemu_create(cl, who, p, node):
     _node(cl, node)
-    if "vmid" not in p:
-        raise param_error({"vmid": "property is missing and it is not optional"})
+    # Schema validation (400, every bad parameter at once) comes before any permission check.
+    errors = {}
+    for check in (lambda: _vmid(p["vmid"]) if "vmid" in p else _missing("vmid"), lambda: _validate(p)):
+        try:
+            check()
+        except ApiError as e:
+            errors.update(e.errors or {})
+    if errors:
+        raise param_error(errors)
     vmid = _vmid(p["vmid"])
     cl.check(who, f"/vms/{vmid}", ["VM.Allocate"])
     _check_config_perms(cl, who, vmid, p)
-    _validate(p)
     with cl.lock:
         if vmid in cl.vms:
             raise ApiError(500, f"VM {vmid} already exists on node '{cl.vms[vmid]['node']}'")
@@ -528,6 +534,10 @@ def post_qemu_create(cl, who, p, node):
     upid = cl.start_task(node, "qmcreate", vmid, who, work, vmid=vmid, on_error=cleanup)
     cl.save()
     return upid
+
+
+def _missing(key):
+    raise param_error({key: "property is missing and it is not optional"})
 
 
 def _uuid(vmid, salt):

@@ -498,7 +498,7 @@ class TalosVM:
         diff = {"before": {k: cur.get(k) for k in keys},
                 "after": {k: shown(k, changes[k]) if k in changes else f"size={resize[k]} (grown in place)"
                           for k in keys}}
-        if keys:
+        if changes:
             self.actions.append("update")
         if resize:
             self.actions.append("resize")
