@@ -57,6 +57,8 @@ func (l *eventLog) add(stage runtime.MachineStage, ready bool) {
 
 func (l *eventLog) addSequence(seq, actor string) {
 	l.push(actor, &machineapi.SequenceEvent{Sequence: seq, Action: machineapi.SequenceEvent_START})
+	l.push(actor, &machineapi.TaskEvent{Task: "stopAllServices", Action: machineapi.TaskEvent_START})
+	l.push(actor, &machineapi.TaskEvent{Task: "stopAllServices", Action: machineapi.TaskEvent_STOP})
 	l.push(actor, &machineapi.SequenceEvent{Sequence: seq, Action: machineapi.SequenceEvent_STOP})
 }
 

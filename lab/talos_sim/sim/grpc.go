@@ -22,6 +22,7 @@ import (
 
 	"github.com/siderolabs/talos/pkg/machinery/api/common"
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
+	storageapi "github.com/siderolabs/talos/pkg/machinery/api/storage"
 	"github.com/siderolabs/talos/pkg/machinery/role"
 )
 
@@ -65,6 +66,8 @@ var rules = map[string]role.Set{
 	"/machine.MachineService/Upgrade":            role.MakeSet(role.Admin),
 	"/machine.MachineService/Version":            role.MakeSet(role.Admin, role.Operator, role.Reader),
 	"/machine.LifecycleService/Upgrade":          role.MakeSet(role.Admin),
+	"/machine.ImageService/Pull":                 role.MakeSet(role.Admin, role.Operator),
+	"/storage.StorageService/Disks":              role.MakeSet(role.Admin, role.Operator, role.Reader),
 	"/cosi.resource.State/Get":                   role.MakeSet(role.Admin, role.Operator, role.Reader),
 	"/cosi.resource.State/List":                  role.MakeSet(role.Admin, role.Operator, role.Reader),
 	"/cosi.resource.State/Watch":                 role.MakeSet(role.Admin, role.Operator, role.Reader),
@@ -95,7 +98,9 @@ func newGRPCServer(s *Sim) *grpc.Server {
 
 	machineapi.RegisterMachineServiceServer(srv, &machineServer{s: s})
 	machineapi.RegisterLifecycleServiceServer(srv, &lifecycleServer{s: s})
+	machineapi.RegisterImageServiceServer(srv, imageServer{})
 	cosiv1alpha1.RegisterStateServer(srv, &stateRouter{s: s})
+	storageapi.RegisterStorageServiceServer(srv, &storageServer{s: s})
 
 	return srv
 }

@@ -4,8 +4,11 @@ package sim
 
 import (
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
 )
@@ -44,4 +47,18 @@ func (l *lifecycleServer) Upgrade(in *machineapi.LifecycleServiceUpgradeRequest,
 	return srv.Send(&machineapi.LifecycleServiceUpgradeResponse{Progress: &machineapi.LifecycleServiceInstallProgress{
 		Response: &machineapi.LifecycleServiceInstallProgress_ExitCode{ExitCode: 0},
 	}})
+}
+
+// imageServer answers image pulls (talosctl upgrade pulls the installer image first).
+type imageServer struct {
+	machineapi.UnimplementedImageServiceServer
+}
+
+func (imageServer) Pull(in *machineapi.ImageServicePullRequest, srv grpc.ServerStreamingServer[machineapi.ImageServicePullResponse]) error {
+	ref := in.GetImageRef()
+	if imageTag(ref) == "" && !strings.Contains(ref, "@sha256:") {
+		return status.Errorf(codes.InvalidArgument, "failed to pull image %q: no tag or digest", ref)
+	}
+
+	return srv.Send(&machineapi.ImageServicePullResponse{Response: &machineapi.ImageServicePullResponse_Name{Name: ref}})
 }
