@@ -14,7 +14,7 @@ description:
   - Keeps a local clone of a GitOps repository (created when missing), brings it up to date with the
     remote branch, writes the given files, and makes B(one) commit and push when, and only when, the
     content of the repository changes.
-  - Secrets are given in clear text through O(secrets) and reach the repository only encrypted with
+  - Secrets are given in clear text through O(sops_files) and reach the repository only encrypted with
     C(sops) for age recipients. sops output differs on every run, so a committed secret is decrypted
     and its plaintext compared; it is re-encrypted only when the plaintext, the recipients or the
     encrypted_regex changed. Plaintext travels through pipes and is never written to disk.
@@ -68,8 +68,8 @@ options:
         type: str
         choices: [present, absent]
         default: present
-  secrets:
-    description: Files to store SOPS-encrypted. The content is the plaintext; only ciphertext is written.
+  sops_files:
+    description: Files to store SOPS-encrypted (secrets). The content is the plaintext; only ciphertext is written.
     type: list
     elements: dict
     default: []
@@ -93,13 +93,13 @@ options:
         type: str
         default: ^(data|stringData)$
   age_recipients:
-    description: age public keys the secrets are encrypted for. Required when O(secrets) is given.
+    description: age public keys the secrets are encrypted for. Required when O(sops_files) is given.
     type: list
     elements: str
     default: []
   age_key_file:
     description: age private key file used to decrypt committed secrets for comparison. Required when
-      O(secrets) is given.
+      O(sops_files) is given.
     type: path
   commit_message:
     description: Subject of the commit. The body lists the files added, modified and deleted.
@@ -148,7 +148,7 @@ EXAMPLES = r"""
         content: "{{ lookup('ansible.builtin.template', 'infrastructure.yaml.j2') }}"
       - path: clusters/lab/old.yaml
         state: absent
-    secrets:
+    sops_files:
       - path: clusters/lab/secrets/cloudflare.sops.yaml
         content: "{{ cloudflare_secret | to_nice_yaml }}"
     age_recipients: ["{{ age_public_key }}"]
@@ -206,18 +206,18 @@ def validate(module):
         if item["state"] == "present" and item["content"] is None:
             module.fail_json(msg=f"files[].content is required for {item['path']} (or set state: absent)")
         if item["path"] in seen:
-            module.fail_json(msg=f"{item['path']} is listed twice in files/secrets")
+            module.fail_json(msg=f"{item['path']} is listed twice in files/sops_files")
         seen.add(item["path"])
-    for item in p["secrets"]:
-        item["path"] = check_relpath(module, item["path"], "secrets[].path")
+    for item in p["sops_files"]:
+        item["path"] = check_relpath(module, item["path"], "sops_files[].path")
         if item["path"] in seen:
-            module.fail_json(msg=f"{item['path']} is listed twice in files/secrets")
+            module.fail_json(msg=f"{item['path']} is listed twice in files/sops_files")
         seen.add(item["path"])
         item["format"] = detect_format(item["path"], item["format"])
     bad = [r for r in p["age_recipients"] if not r.startswith("age1")]
     if bad:
         module.fail_json(msg=f"age_recipients must be age public keys (age1...): {', '.join(bad)}")
-    if p["secrets"] and not module.check_mode:
+    if p["sops_files"] and not module.check_mode:
         # Check mode may run before the key pair exists; a real run needs both.
         if not p["age_recipients"]:
             module.fail_json(msg="age_recipients is required when secrets are given")
@@ -257,7 +257,7 @@ def prepare_clone(module, git, workdir):
 def plan(module, git, sops, base):
     """Compare desired content with the base revision; return the list of changes."""
     p = module.params
-    paths = [i["path"] for i in p["files"]] + [i["path"] for i in p["secrets"]]
+    paths = [i["path"] for i in p["files"]] + [i["path"] for i in p["sops_files"]]
     existing = git.tree_files(base, paths)
     changes = []
     for item in p["files"]:
@@ -270,7 +270,7 @@ def plan(module, git, sops, base):
         if current != item["content"]:
             changes.append({"path": path, "change": "modified" if current is not None else "added", "secret": False,
                             "before": current or "", "after": item["content"], "data": to_bytes(item["content"])})
-    for item in p["secrets"]:
+    for item in p["sops_files"]:
         path = item["path"]
         ciphertext = git.blob(base, path) if path in existing else None
         if not p["age_key_file"] or not os.path.isfile(p["age_key_file"]):
@@ -373,7 +373,7 @@ def main():
                 "content": {"type": "str"},
                 "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
             }},
-            "secrets": {"type": "list", "elements": "dict", "default": [], "no_log": True, "options": {
+            "sops_files": {"type": "list", "elements": "dict", "default": [], "options": {
                 "path": {"type": "str", "required": True},
                 "content": {"type": "str", "required": True, "no_log": True},
                 "format": {"type": "str", "choices": ["auto", "yaml", "json", "dotenv", "binary"], "default": "auto"},
@@ -409,7 +409,7 @@ def main():
         scratch = tempfile.mkdtemp(prefix="homecluster-gitops-check-")
         workdir = os.path.join(scratch, "repo")
         git = git_in(workdir)
-    sops = Sops(module, binary=p["sops_path"], age_key_file=p["age_key_file"]) if p["secrets"] else None
+    sops = Sops(module, binary=p["sops_path"], age_key_file=p["age_key_file"]) if p["sops_files"] else None
     try:
         base, needs_ff, ahead = prepare_clone(module, git, workdir)
         changes = plan(module, git, sops, base)
