@@ -163,6 +163,7 @@ type nodeView struct {
 	EtcdRunning  bool
 	Members      []memberView
 	Version      string
+	InstallError string
 }
 
 type memberView struct {
@@ -192,8 +193,14 @@ func syncResources(ctx context.Context, st state.State, v nodeView) error {
 	ms.TypedSpec().Stage = v.Stage
 	ms.TypedSpec().Status.Ready = v.Ready
 
-	if !v.Ready {
+	switch {
+	case v.Ready:
+	case v.InstallError != "":
+		ms.TypedSpec().Status.UnmetConditions = []runtime.UnmetCondition{{Name: "install", Reason: v.InstallError}}
+	case v.Config == nil:
 		ms.TypedSpec().Status.UnmetConditions = []runtime.UnmetCondition{{Name: "config", Reason: "machine configuration is not applied"}}
+	default:
+		ms.TypedSpec().Status.UnmetConditions = []runtime.UnmetCondition{{Name: "services", Reason: "etcd: waiting for the cluster bootstrap"}}
 	}
 
 	if err := upsert(ctx, st, ms); err != nil {

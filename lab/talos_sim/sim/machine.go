@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cosi-project/runtime/pkg/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -27,6 +28,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/api/common"
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/config/configdiff"
+	"github.com/siderolabs/talos/pkg/machinery/config/types/block/blockhelpers"
 	"github.com/siderolabs/talos/pkg/machinery/config/validation"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 	"github.com/siderolabs/talos/pkg/machinery/role"
@@ -109,7 +111,8 @@ func (m *machineServer) ApplyConfiguration(ctx context.Context, in *machineapi.A
 		}
 	}
 
-	warnings, err := pc.Provider.Validate(simMode{installed: installed})
+	// like machined: validation in the runtime context (the install disk must match a disk)
+	warnings, err := pc.Provider.ValidateAtRuntime(ctx, n.st, simMode{installed: installed})
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -155,9 +158,17 @@ func (m *machineServer) ApplyConfiguration(ctx context.Context, in *machineapi.A
 	}
 
 	switch {
+	case inMaintenance && installDiskProblem(ctx, n.st, pc) != "":
+		// like an install that finds no disk: the answer was sent, the node stays in
+		// maintenance mode and reports why in MachineStatus
+		n.installErr = installDiskProblem(ctx, n.st, pc)
+		n.stage = runtime.MachineStageInstalling
+		m.s.log.Printf("%s: install failed: %s", n.def.Name, n.installErr)
+		n.syncLocked()
 	case inMaintenance:
-		// maintenance: the machine installs and boots into the configuration
-		// the configuration becomes active when the installed system boots
+		// maintenance: the machine installs and boots into the configuration, which
+		// becomes active when the installed system boots
+		n.installErr = ""
 		n.rec.PersistedConfig = string(pc.Raw)
 		n.serverCert = nil
 		n.stage = runtime.MachineStageInstalling
@@ -734,4 +745,35 @@ func (m *machineServer) Hostname(ctx context.Context, _ *emptypb.Empty) (*machin
 // certPEMs is a helper for tests: the PEM of a certificate.
 func certPEM(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+// installDiskProblem: the unattended install's disk selector (Talos 1.14 configs) must match
+// one of the node's disks; "" when it does or when the config has none.
+func installDiskProblem(ctx context.Context, st state.State, pc *parsedConfig) (problem string) {
+	defer func() {
+		if r := recover(); r != nil {
+			problem = ""
+		}
+	}()
+
+	ui := pc.Provider.UnattendedInstallConfig()
+	if ui == nil {
+		return ""
+	}
+
+	expr := ui.VolumeSelector()
+	if expr.IsZero() {
+		return ""
+	}
+
+	disks, err := blockhelpers.MatchDisks(ctx, st, &expr)
+	if err != nil {
+		return err.Error()
+	}
+
+	if len(disks) == 0 {
+		return fmt.Sprintf("no disks matched the expression: %s", expr.String())
+	}
+
+	return ""
 }

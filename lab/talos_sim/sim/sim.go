@@ -79,6 +79,7 @@ type Node struct {
 	serverCert *keyPair
 	serverCA   string // PEM of the CA that signed serverCert
 	lastStatus string
+	installErr string
 	calls      map[string]int
 
 	applyMu sync.Mutex
@@ -419,7 +420,7 @@ func (n *Node) powerOffLocked() {
 
 // view snapshots what the node's resources show.
 func (n *Node) viewLocked() nodeView {
-	v := nodeView{Disks: n.def.Disks, Stage: n.stage, Version: n.rec.Version, Hostname: n.hostnameLocked()}
+	v := nodeView{Disks: n.def.Disks, Stage: n.stage, Version: n.rec.Version, Hostname: n.hostnameLocked(), InstallError: n.installErr}
 
 	if n.configuredLocked() {
 		v.Config = n.cfg

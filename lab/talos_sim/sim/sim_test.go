@@ -27,6 +27,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"github.com/siderolabs/talos/pkg/machinery/resources/block"
 	"github.com/siderolabs/talos/pkg/machinery/resources/config"
+	rtres "github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 )
 
 // Test nodes live on 127.0.12.x so that a running lab simulator (127.0.10.x) is unaffected.
@@ -34,6 +35,7 @@ var testNodes = []NodeDef{
 	{Name: "cp1", Address: "127.0.12.11"},
 	{Name: "w1", Address: "127.0.12.12", Disks: []DiskDef{{ID: "sda", SizeGB: 20}}},
 	{Name: "cp2", Address: "127.0.12.13"},
+	{Name: "v1", Address: "127.0.12.14", Disks: []DiskDef{{ID: "vda", SizeGB: 32}}},
 }
 
 type fixture struct {
@@ -54,7 +56,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 
-	in, err := generate.NewInput("lab", "https://127.0.12.10:6443", "1.35.0", generate.WithSecretsBundle(bundle))
+	in, err := generate.NewInput("lab", "https://127.0.12.10:6443", "1.35.0", generate.WithSecretsBundle(bundle), generate.WithInstallDisk("/dev/sda"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +412,7 @@ func TestClusterLifecycle(t *testing.T) {
 
 	getJSON(t, f.admin.URL+"/nodes", &nodes)
 
-	if len(nodes.Nodes) != 3 || nodes.Nodes[0].Phase != "running" || nodes.Nodes[1].Power != "off" {
+	if len(nodes.Nodes) != 4 || nodes.Nodes[0].Phase != "running" || nodes.Nodes[1].Power != "off" {
 		t.Errorf("nodes: %+v", nodes)
 	}
 }
@@ -523,5 +525,50 @@ func getJSON(t *testing.T, url string, v any) {
 
 	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
 		t.Fatal(fmt.Errorf("GET %s: %w", url, err))
+	}
+}
+
+func TestInterruptedBootstrapAndInstallDisk(t *testing.T) {
+	f := newFixture(t)
+	ctx := ctxT(t)
+
+	// the install disk selector matches no disk of v1: it stays in maintenance mode
+	if _, err := f.insecure("127.0.12.14").ApplyConfiguration(ctx, &machineapi.ApplyConfigurationRequest{Data: f.cp, Mode: machineapi.ApplyConfigurationRequest_AUTO}); err != nil {
+		t.Fatal(err)
+	}
+
+	time.Sleep(300 * time.Millisecond)
+
+	ms, err := f.insecure("127.0.12.14").COSI.Get(ctx, resource.NewMetadata("runtime", "MachineStatuses.runtime.talos.dev", "machine", resource.VersionUndefined))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	st, ok := ms.(*rtres.MachineStatus)
+	if !ok || len(st.TypedSpec().Status.UnmetConditions) != 1 || !strings.Contains(st.TypedSpec().Status.UnmetConditions[0].Reason, "no disks matched") {
+		t.Errorf("machine status after a failed install: %#v", ms)
+	}
+
+	// a bootstrap whose answer is lost: done on the node, AlreadyExists on the retry
+	f.apply("127.0.12.11", f.cp)
+	postJSON(t, f.admin.URL+"/faults", `{"type":"rpc_error","method":"Bootstrap","code":"Unavailable","after":true,"count":1}`)
+
+	c := f.secure("127.0.12.11")
+	if err := c.Bootstrap(ctx, &machineapi.BootstrapRequest{}); client.StatusCode(err) != codes.Unavailable {
+		t.Fatalf("interrupted bootstrap: %v", err)
+	}
+
+	if err := c.Bootstrap(ctx, &machineapi.BootstrapRequest{}); client.StatusCode(err) != codes.AlreadyExists {
+		t.Errorf("retried bootstrap: %v", err)
+	}
+
+	var nodes struct {
+		Nodes []NodeStatus `json:"nodes"`
+	}
+
+	getJSON(t, f.admin.URL+"/nodes", &nodes)
+
+	if got := nodes.Nodes[0].Calls["Bootstrap"]; got != 2 || !nodes.Nodes[0].EtcdMember {
+		t.Errorf("cp1: %+v", nodes.Nodes[0])
 	}
 }
