@@ -65,8 +65,9 @@ def run_play(workdir, inv, port, ca, *, check=False, forks=20):
     play = os.path.join(workdir, "play.yml")
     with open(play, "w", encoding="utf-8") as f:
         f.write("- hosts: talos\n  gather_facts: false\n  roles:\n    - homecluster.platform.proxmox_vm\n")
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
-               ANSIBLE_CALLBACKS_ENABLED="", ANSIBLE_FORKS=str(forks))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_FORKS=str(forks),
+               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.tree",
+               ANSIBLE_CALLBACK_TREE_DIR=os.path.join(workdir, "tree"))
     cmd = ["ansible-playbook", "-i", inv, play] + (["--check"] if check else [])
     sim_get(port, ca, "/_sim/stats/reset", "POST")
     start = time.monotonic()
@@ -80,7 +81,8 @@ def run_play(workdir, inv, port, ca, *, check=False, forks=20):
     return {"wall_seconds": round(wall, 2), "changed": sum(s["changed"] for s in stats.values()),
             "changed_hosts": sorted(h for h, s in stats.items() if s["changed"]), "forks": forks,
             "api_calls": sim["total"], "write_calls": sim["writes"], "calls": sim["calls"],
-            "writes": sim["write_calls"], "max_concurrent_tasks": sim["max_concurrent_tasks"]}
+            "writes": sim["write_calls"], "max_concurrent_tasks": sim["max_concurrent_tasks"],
+            "load_average_1m": round(os.getloadavg()[0], 2)}
 
 
 def fresh_sim(simdir, port, delay):
@@ -91,11 +93,13 @@ def fresh_sim(simdir, port, delay):
 
 def markdown(result):
     lines = [f"# proxmox_vm: 6-VM inventory against the Proxmox simulator ({result['date']})", "",
-             f"Simulated task duration: {result['task_delay']} s per Proxmox task.", "",
-             "| run | wall s | changed | API calls | write calls | max concurrent tasks |", "|---|---|---|---|---|---|"]
+             f"Simulated task duration: {result['task_delay']} s per Proxmox task. Machine: {os.cpu_count()} cores "
+             "shared with other work; the 1-minute load average after each run is shown.", "",
+             "| run | wall s | changed | API calls | write calls | max concurrent tasks | load |",
+             "|---|---|---|---|---|---|---|"]
     for name, r in result["runs"].items():
         lines.append(f"| {name} | {r['wall_seconds']} | {r['changed']} | {r['api_calls']} | {r['write_calls']} | "
-                     f"{r['max_concurrent_tasks']} |")
+                     f"{r['max_concurrent_tasks']} | {r['load_average_1m']} |")
     for name, r in result["runs"].items():
         lines += ["", f"## {name}", "", "| calls | method and path |", "|---|---|"]
         lines += [f"| {n} | `{k}` |" for k, n in r["calls"].items()]
