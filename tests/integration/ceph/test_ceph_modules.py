@@ -121,3 +121,26 @@ def test_no_quorum_times_out_with_a_clear_error(ceph_cluster, tmp_path, run_modu
     res = run_module("ceph_status", {"ceph_conf": str(dead), "keyring": str(ceph_cluster.keyring),
                                      "connect_timeout": 60, "command_timeout": 2}, expect_fail=True)
     assert "command_timeout=2s" in res["msg"]
+
+
+def test_toolbox_transport_runs_ceph_after_kubectl_exec(ceph_cluster, tmp_path, run_module):
+    """The toolbox transport's command line, through a kubectl stand-in that checks what it is
+    asked and runs the real ceph (as `kubectl exec` would in the Rook toolbox)."""
+    log = tmp_path / "kubectl.log"
+    stub = tmp_path / "kubectl"
+    stub.write_text(f"""#!/bin/sh
+echo "$@" >> {log}
+[ "$1 $2 $3 $4 $5 $6 $7" = "--kubeconfig /lab/kubeconfig --namespace storage exec deployment/tools --" ] || exit 97
+shift 7
+exec "$@" --conf {ceph_cluster.conf}
+""")
+    stub.chmod(0o755)
+    args = {"transport": "toolbox", "kubectl_binary": str(stub), "kubeconfig": "/lab/kubeconfig",
+            "toolbox_namespace": "storage", "toolbox_deployment": "tools"}
+    res = run_module("ceph_status", args)
+    assert res["osds"]["num_up_osds"] == 3
+    first = log.read_text().splitlines()[0]
+    assert " -- ceph --connect-timeout 10 status --format json" in first
+    flag = run_module("ceph_osd_flag", {**args, "flags": ["norebalance"]})
+    assert flag["changed"] is True and "norebalance" in read_flags(ceph_cluster)
+    assert run_module("ceph_osd_flag", {**args, "flags": ["norebalance"], "state": "absent"})["changed"] is True
