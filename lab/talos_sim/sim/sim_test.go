@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,44 +49,64 @@ type fixture struct {
 	admin *httptest.Server
 }
 
-func newFixture(t *testing.T) *fixture {
-	t.Helper()
+// generated once per test binary: secrets (an RSA service-account key) are slow to make
+var (
+	genOnce        sync.Once
+	genCP, genWK   []byte
+	genTalosconfig *clientconfig.Config
+	genErr         error
+)
 
+func generateConfigs() {
 	bundle, err := secrets.NewBundle(secrets.NewFixedClock(time.Now()), talosconfig.TalosVersionCurrent)
 	if err != nil {
-		t.Fatal(err)
+		genErr = err
+
+		return
 	}
 
 	in, err := generate.NewInput("lab", "https://127.0.12.10:6443", "1.35.0", generate.WithSecretsBundle(bundle), generate.WithInstallDisk("/dev/sda"))
 	if err != nil {
-		t.Fatal(err)
-	}
+		genErr = err
 
-	f := &fixture{t: t, dir: t.TempDir()}
+		return
+	}
 
 	for _, typ := range []machine.Type{machine.TypeControlPlane, machine.TypeWorker} {
 		c, err := in.Config(typ)
 		if err != nil {
-			t.Fatal(err)
+			genErr = err
+
+			return
 		}
 
 		b, err := c.Bytes()
 		if err != nil {
-			t.Fatal(err)
+			genErr = err
+
+			return
 		}
 
 		if typ == machine.TypeControlPlane {
-			f.cp = b
+			genCP = b
 		} else {
-			f.wk = b
+			genWK = b
 		}
 	}
 
-	f.tcfg, err = in.Talosconfig()
-	if err != nil {
-		t.Fatal(err)
+	genTalosconfig, genErr = in.Talosconfig()
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+
+	genOnce.Do(generateConfigs)
+
+	if genErr != nil {
+		t.Fatal(genErr)
 	}
 
+	f := &fixture{t: t, dir: t.TempDir(), cp: genCP, wk: genWK, tcfg: genTalosconfig}
 	f.start()
 
 	return f
