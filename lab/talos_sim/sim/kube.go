@@ -22,6 +22,7 @@ type kubeManager struct {
 
 	mu       sync.Mutex
 	starting bool
+	retries  int // guarded by s.mu
 }
 
 func newKubeManager(s *Sim) *kubeManager { return &kubeManager{s: s} }
@@ -133,8 +134,23 @@ func (k *kubeManager) ensureUp() {
 			k.s.log.Print(cl.KubeError)
 			_ = k.s.saveLocked()
 
+			// try again later, as kubelet and etcd would keep retrying on a real node
+			k.retries++
+			if k.retries <= 5 && k.s.ctx.Err() == nil {
+				time.AfterFunc(time.Duration(k.retries)*10*time.Second, func() {
+					k.s.mu.Lock()
+					defer k.s.mu.Unlock()
+
+					if !k.s.stopped && !cl.KubeUp {
+						k.ensureUp()
+					}
+				})
+			}
+
 			return
 		}
+
+		k.retries = 0
 
 		k.s.log.Printf("control plane up in %s", time.Since(started).Round(time.Millisecond))
 
