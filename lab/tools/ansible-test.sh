@@ -4,8 +4,11 @@
 set -euo pipefail
 kind=$1; shift
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-dest="${HOMECLUSTER_CACHE:-$HOME/.cache/homecluster}/ansible-test/ansible_collections/homecluster/platform"
-rm -rf "$dest"; mkdir -p "$dest"
+# A private copy per run, so that runs side by side do not clobber each other.
+work=$(mktemp -d "${HOMECLUSTER_CACHE:-$HOME/.cache/homecluster}/ansible-test.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+dest="$work/ansible_collections/homecluster/platform"
+mkdir -p "$dest"
 # Only what git tracks or would track: the collection as it will be published plus its tests.
 # The lab, benchmarks and molecule scenarios are not part of the published collection.
 (cd "$repo" && git ls-files -co --exclude-standard -z -- . ':!lab' ':!bench' ':!molecule' ':!.ci') | \
