@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	clusterapi "github.com/siderolabs/talos/pkg/machinery/api/cluster"
 	"github.com/siderolabs/talos/pkg/machinery/api/common"
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
 	storageapi "github.com/siderolabs/talos/pkg/machinery/api/storage"
@@ -51,6 +52,7 @@ func targetNode(ctx context.Context) *Node {
 // rules: the allowed roles per method, as machined's authorizer has them; others need os:admin.
 var rules = map[string]role.Set{
 	"/machine.MachineService/ApplyConfiguration": role.MakeSet(role.Admin, role.Reader), // reader: maintenance only
+	"/cluster.ClusterService/HealthCheck":        role.MakeSet(role.Admin, role.Operator, role.Reader),
 	"/machine.MachineService/Bootstrap":          role.MakeSet(role.Admin),
 	"/machine.MachineService/EtcdMemberList":     role.MakeSet(role.Admin, role.Operator, role.Reader, role.EtcdBackup),
 	"/machine.MachineService/EtcdSnapshot":       role.MakeSet(role.Admin, role.Operator, role.EtcdBackup),
@@ -101,6 +103,7 @@ func newGRPCServer(s *Sim) *grpc.Server {
 	machineapi.RegisterImageServiceServer(srv, imageServer{})
 	cosiv1alpha1.RegisterStateServer(srv, &stateRouter{s: s})
 	storageapi.RegisterStorageServiceServer(srv, &storageServer{s: s})
+	clusterapi.RegisterClusterServiceServer(srv, &clusterServer{s: s})
 
 	return srv
 }

@@ -5,6 +5,7 @@ package sim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	clusterapi "github.com/siderolabs/talos/pkg/machinery/api/cluster"
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
@@ -334,6 +336,31 @@ func TestClusterLifecycle(t *testing.T) {
 
 	if len(vr.Messages) != 3 || vr.Messages[1].Metadata.Hostname != "127.0.12.12" { //nolint:staticcheck
 		t.Errorf("aggregated version: %v", vr)
+	}
+
+	// server-side health: one call, every node
+	hc, err := c.ClusterHealthCheck(ctx, 5*time.Second, &clusterapi.ClusterInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var lines []string
+
+	for {
+		msg, err := hc.Recv()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Errorf("health: %v (%v)", err, lines)
+			}
+
+			break
+		}
+
+		lines = append(lines, msg.GetMessage())
+	}
+
+	if len(lines) == 0 || lines[len(lines)-1] != "waiting for all k8s nodes to report ready: OK" {
+		t.Errorf("health lines: %v", lines)
 	}
 
 	// kubeconfig
