@@ -17,7 +17,9 @@ try:
     PROXMOXER_IMPORT_ERROR = None
 except ImportError:  # pragma: no cover - reported through missing_required_lib
     ProxmoxAPI = None
-    ResourceException = Exception
+
+    class ResourceException(Exception):
+        """Stands in for proxmoxer's exception when proxmoxer is missing (reported at connect time)."""
     HAS_PROXMOXER = False
     PROXMOXER_IMPORT_ERROR = traceback.format_exc()
 

@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: HomeCluster developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -13,6 +14,7 @@ description:
   - Used by the C(proxmox_vm) role's preflight to refuse a VMID held by a VM of another name and
     an unknown node before anything changes. Read-only.
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - homecluster.platform.proxmox
 attributes:
   check_mode:
@@ -20,9 +22,12 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: A second run with the same inputs reports no change and makes no write call.
     support: full
+  platform:
+    platforms: posix
 author:
-  - HomeCluster developers
+  - HomeCluster developers (@homecluster)
 """
 
 EXAMPLES = r"""

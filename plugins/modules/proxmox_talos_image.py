@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: HomeCluster developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -56,6 +57,7 @@ options:
     description: File name on the storage; defaults to C(talos-<version>-<schematic[:12]>-<platform>-<arch>.iso).
     type: str
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - homecluster.platform.proxmox
 attributes:
   check_mode:
@@ -64,9 +66,12 @@ attributes:
   diff_mode:
     support: full
   idempotent:
+    description: A second run with the same inputs reports no change and makes no write call.
     support: full
+  platform:
+    platforms: posix
 author:
-  - HomeCluster developers
+  - HomeCluster developers (@homecluster)
 """
 
 EXAMPLES = r"""

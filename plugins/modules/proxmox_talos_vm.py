@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: HomeCluster developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -30,7 +31,7 @@ options:
     type: str
     required: true
   vmid:
-    description: VMID of the VM (explicit: no "next free id" is ever taken).
+    description: VMID of the VM, always explicit; no "next free id" is ever taken.
     type: int
     required: true
   name:
@@ -73,7 +74,7 @@ options:
     description: The install disk (C(scsi0)).
     type: dict
     required: true
-    options:
+    suboptions:
       storage:
         description: Storage to allocate it on.
         type: str
@@ -89,7 +90,7 @@ options:
   data_disk:
     description: Optional second disk (C(scsi1)) left empty for Ceph. Omit for none.
     type: dict
-    options:
+    suboptions:
       storage:
         description: Storage to allocate it on.
         type: str
@@ -117,7 +118,7 @@ options:
     description: The VM's NIC (C(net0)).
     type: dict
     default: {}
-    options:
+    suboptions:
       bridge:
         description: Bridge.
         type: str
@@ -169,6 +170,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - homecluster.platform.proxmox
 attributes:
   check_mode:
@@ -178,9 +180,12 @@ attributes:
     support: full
     details: Before and after of every managed setting, per VM.
   idempotent:
+    description: A second run with the same inputs reports no change and makes no write call.
     support: full
+  platform:
+    platforms: posix
 author:
-  - HomeCluster developers
+  - HomeCluster developers (@homecluster)
 """
 
 EXAMPLES = r"""
@@ -341,7 +346,7 @@ def _tags(value):
 
 def _disk_size(key, cur, want):
     have = size_to_gib(parse_prop(cur, "file").get("size"))
-    need = float(str(want).split(",")[0].rsplit(":", 1)[1])
+    need = float(str(want).split(",", maxsplit=1)[0].rsplit(":", 1)[1])
     if need < have:
         return True, f"{key} is {have:g} GiB, larger than the {need:g} GiB asked; disks are never shrunk"
     return need == have, None
@@ -382,7 +387,7 @@ def shown(key, value):
     if value is None:
         return None
     if key in ("scsi0", "scsi1") and "size=" not in str(value) and ":" in str(value):
-        head = str(value).split(",")[0]
+        head = str(value).split(",", maxsplit=1)[0]
         return f"{head.rsplit(':', 1)[0]}: {head.rsplit(':', 1)[1]} GiB"
     return value
 
@@ -476,7 +481,7 @@ class TalosVM:
             if equal:
                 continue
             if key in ("scsi0", "scsi1") and cur.get(key):
-                resize[key] = f"{str(value).split(',')[0].rsplit(':', 1)[1]}G"
+                resize[key] = f"{str(value).split(',', maxsplit=1)[0].rsplit(':', 1)[1]}G"
             else:
                 changes[key] = value
         return changes, resize

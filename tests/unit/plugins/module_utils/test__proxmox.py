@@ -17,8 +17,8 @@ def test_schematic_id_matches_the_image_factory(extensions, sid):
 def test_parse_prop():
     assert p.parse_prop("virtio=BC:24:11:00:00:01,bridge=vmbr0,tag=20") == {
         "virtio": "BC:24:11:00:00:01", "bridge": "vmbr0", "tag": "20"}
-    assert p.parse_prop("local-lvm:vm-100-disk-0,size=32G", "file") == {"file": "local-lvm:vm-100-disk-0",
-                                                                         "size": "32G"}
+    want = {"file": "local-lvm:vm-100-disk-0", "size": "32G"}
+    assert p.parse_prop("local-lvm:vm-100-disk-0,size=32G", "file") == want
     assert p.parse_prop("4096", "current") == {"current": "4096"}
     assert p.parse_prop(None) == {}
 

@@ -143,8 +143,8 @@ def test_absent_stops_then_destroys_and_check_mode_writes_nothing(fake, run_modu
     res = run_module(m.main, {**ARGS, "state": "absent"}, check_mode=True)
     assert res.result["changed"] and res.result["actions"] == ["stop", "destroy"] and fake.writes() == []
     res = run_module(m.main, {**ARGS, "state": "absent"})
-    assert [(w[0], w[1]) for w in fake.writes()] == [("POST", "nodes/pve1/qemu/811/status/stop"),
-                                                      ("DELETE", "nodes/pve1/qemu/811")]
+    want = [("POST", "nodes/pve1/qemu/811/status/stop"), ("DELETE", "nodes/pve1/qemu/811")]
+    assert [(w[0], w[1]) for w in fake.writes()] == want
 
 
 def test_absent_when_missing_is_no_change(fake, run_module):
