@@ -119,6 +119,9 @@ class ProxmoxClient:
                                        "/access/ticket")) from None
         except Exception as e:
             url = f"https://{p['api_host']}:{p['api_port']}"
+            if type(e).__name__ == "AuthenticationError":  # proxmoxer's failed ticket login
+                raise ProxmoxError(explain(401, "authentication failure", self.principal, "POST",
+                                           "/access/ticket")) from None
             raise ProxmoxError(f"cannot reach the Proxmox API at {url}: {e}") from None
 
     def call(self, method, path, **params):
