@@ -4,6 +4,6 @@
 
 import sys
 
-from proxmox_sim.cli import main
+from proxmox_sim.pvesim_cli import main
 
 sys.exit(main())

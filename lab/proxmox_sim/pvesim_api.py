@@ -15,7 +15,7 @@ import random
 import re
 import time
 
-from model import (
+from pvesim_model import (
     CLOUDINIT_KEYS,
     CPU_KEYS,
     DISK_RE,

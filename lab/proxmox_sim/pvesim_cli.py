@@ -107,7 +107,7 @@ def is_up(ep, timeout=2):
 
 
 def cmd_serve(args):
-    from server import make_server  # noqa: PLC0415
+    from pvesim_server import make_server  # noqa: PLC0415
 
     _check_loopback(args.address)
     config = load_config(args.config)

@@ -19,8 +19,8 @@ import urllib.request
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import api
-from model import ApiError, Cluster
+import pvesim_api as api
+from pvesim_model import ApiError, Cluster
 
 TICKET_LIFETIME = 7200
 READ_METHODS = ("GET", "HEAD")

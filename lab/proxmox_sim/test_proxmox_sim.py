@@ -18,8 +18,8 @@ from proxmoxer.core import ResourceException
 from proxmoxer.tools import Tasks
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import cli
-from server import make_server
+import pvesim_cli as cli
+from pvesim_server import make_server
 
 TOKEN = "5f0c8e2a-1b7d-4c3e-9a61-2d4b8f7e0c11"
 AUDIT = "0d9a7b11-3f2e-4e0a-8c55-6a1f2b3c4d5e"
