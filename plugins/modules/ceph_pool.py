@@ -173,6 +173,25 @@ def predict(params: dict, current: dict | None) -> dict:
     return after
 
 
+def apply(runner: CephRunner, params: dict, current: dict | None, commands: list[list[str]],
+          rules: dict[int, str]) -> tuple[list[list[str]], dict | None]:
+    """Run the planned commands; return those run and the pool as Ceph reports it afterwards."""
+    if params["state"] == "absent":
+        runner.run(commands[0])
+        return commands, None
+    if current is None:
+        # a new pool starts from Ceph's defaults: plan the settings again from what Ceph made
+        runner.run(commands[0])
+        created = read_pool(runner, params["name"], rules)
+        commands = [commands[0], *plan(params, created)]
+        rest = commands[1:]
+    else:
+        rest = commands
+    for cmd in rest:
+        runner.run(cmd)
+    return commands, read_pool(runner, params["name"], rules)
+
+
 def validate(module: AnsibleModule, current: dict | None, rules: dict[int, str]) -> None:
     p = module.params
     for key in ("size", "min_size", "pg_num"):
@@ -222,19 +241,7 @@ def main() -> None:
             commands += plan(p, current)
             after = predict(p, current)
         if commands and not module.check_mode:
-            executed = []
-            for cmd in commands[:1]:
-                runner.run(cmd)
-                executed.append(cmd)
-            if p["state"] == "present":
-                # a new pool starts from Ceph's defaults: plan again from what Ceph really made
-                created = read_pool(runner, p["name"], rules) if current is None else current
-                rest = plan(p, created) if current is None else commands[1:]
-                for cmd in rest:
-                    runner.run(cmd)
-                    executed.append(cmd)
-                after = read_pool(runner, p["name"], rules)
-            commands = executed
+            commands, after = apply(runner, p, current, commands, rules)
     except CephError as exc:
         fail_module(module, exc, commands=[" ".join(["ceph", *c]) for c in commands])
         return
