@@ -12,24 +12,27 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PYTHON := $(VENV)/bin/python
 MOLECULE_SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help venv tools apt-packages collection-link lint sanity units pytest molecule test \
+.PHONY: e2e help venv tools apt-packages collection-link lint sanity units pytest molecule test \
         build demo lab-up lab-down lab-status clean-cache
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.stamp-requirements: requirements.txt requirements.yml
+# The stamp is named by the content of the requirement files, so a fresh clone (new mtimes)
+# does not reinstall anything.
+REQ_STAMP := $(VENV)/.stamp-$(shell cat requirements.txt requirements.yml | sha256sum | cut -c1-16)
+$(REQ_STAMP):
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(VENV)/bin/ansible-galaxy collection install -r requirements.yml
-	@touch $@
+	@rm -f $(VENV)/.stamp-*; touch $@
 
 collection-link:
 	@mkdir -p .collections/ansible_collections/homecluster
 	@test -L .collections/ansible_collections/homecluster/platform || \
 	  ln -sfn ../../.. .collections/ansible_collections/homecluster/platform
 
-venv: $(VENV)/.stamp-requirements collection-link ## Python virtualenv with the pinned dependencies
+venv: $(REQ_STAMP) collection-link ## Python virtualenv with the pinned dependencies
 
 apt-packages: ## Debian packages (Ceph, git, openssl) when missing
 	@bash lab/tools/apt-packages.sh
@@ -58,8 +61,11 @@ molecule: tools ## Every molecule scenario
 	  molecule test -s $$s || { echo "molecule scenario $$s FAILED"; exit 1; }; \
 	done
 
-test: tools lint sanity units pytest molecule ## Everything CI runs
-	@echo "make test: lint, sanity, units, pytest and molecule ($(words $(MOLECULE_SCENARIOS)) scenarios) passed"
+e2e: tools ## site.yml on the lab: cold run, rerun changed=0, --check --diff with one change per layer
+	@echo "== end to end"; $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+
+test: tools lint sanity units pytest molecule e2e ## Everything CI runs
+	@echo "make test: lint, sanity, units, pytest, molecule ($(words $(MOLECULE_SCENARIOS)) scenarios) and e2e passed"
 
 build: venv ## Build the collection tarball
 	ansible-galaxy collection build --force --output-path $(HOMECLUSTER_CACHE)/dist .

@@ -1,0 +1,167 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""site.yml end to end on the lab (inventories/lab): a cold run from bare (simulated) Proxmox
+hosts to the platform, a rerun that changes nothing, and `--check --diff` with one input changed
+per layer that shows every change and leaves everything as it was.
+
+The lab runs in a private state directory, from a copy of inventories/lab moved to its own
+loopback block (127.0.12.x) and ports, so it never meets a lab started by `make demo`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+BLOCK = "127.0.12."
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("HOMECLUSTER_CACHE", Path.home() / ".cache" / "homecluster"))
+BIN = CACHE / "bin"
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+# One input changed per layer, for the --check --diff run.
+CHANGES = {
+    "proxmox_vm_memory": 20480,
+    "talos_bootstrap_patches": [{"machine": {"sysctls": {"net.core.somaxconn": "65535"}}}],
+    "cilium_lb_pools": [{"name": "lab-pool", "blocks": [{"start": BLOCK + "200", "stop": BLOCK + "240"}]}],
+    "rook_ceph_block_replicas": 2,
+    "homecluster_apps": [{"name": "hello", "namespace": "demo", "pod_security": "baseline",
+                          "chart": {"name": "lab-hello", "version": "0.1.0"},
+                          "values": {"replicaCount": 2, "message": "changed under --check"},
+                          "ready": [{"kind": "Deployment", "name": "hello"}]}],
+}
+
+
+def env(state: Path) -> dict[str, str]:
+    e = dict(os.environ)
+    e["PATH"] = f"{BIN}:{CACHE / 'venv' / 'bin'}:{e['PATH']}"
+    e["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+    e["HOMECLUSTER_LAB_STATE"] = str(state)
+    e["ANSIBLE_FORCE_COLOR"] = "0"
+    e["ANSIBLE_NOCOLOR"] = "1"
+    e["HOMECLUSTER_LAB_INVENTORY"] = str(state / "inventory")
+    e["HOMECLUSTER_TALOS_ADMIN"] = "127.0.0.1:52080"
+    e["HOMECLUSTER_PVE_PORT"] = "28012"
+    return e
+
+
+def copy_inventory(state: Path) -> None:
+    """inventories/lab, moved from 127.0.10.x to this test's block."""
+    src = REPO / "inventories" / "lab"
+    for path in src.rglob("*"):
+        dest = state / "inventory" / path.relative_to(src)
+        if path.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(path.read_text().replace("127.0.10.", BLOCK))
+
+
+def site(state: Path, *extra: str, log: str) -> tuple[str, float]:
+    started = time.monotonic()
+    proc = subprocess.run(["ansible-playbook", "-i", str(state / "inventory"), "playbooks/site.yml", *extra],
+                          cwd=REPO, env=env(state), capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - started
+    (state / log).write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, f"site.yml failed (log {state / log}):\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
+    return proc.stdout, elapsed
+
+
+def recap(out: str) -> dict[str, int]:
+    """changed= per host, summed over the PLAY RECAP blocks (the callback prints it once)."""
+    changed: dict[str, int] = {}
+    for host, _ok, ch, unreachable, failed in RECAP.findall(out):
+        assert int(unreachable) == 0 and int(failed) == 0, f"{host} unreachable/failed"
+        changed[host] = int(ch)
+    return changed
+
+
+def fingerprint(state: Path) -> dict[str, str]:
+    """Everything the check run must leave alone, read back from each layer."""
+    e = env(state)
+    kubeconfig = str(state / "cluster" / "kubeconfig")
+    talosconfig = str(state / "cluster" / "talosconfig")
+
+    def out(*cmd: str) -> str:
+        return subprocess.run(cmd, env=e, capture_output=True, text=True, check=True).stdout
+
+    def digest(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    pve = json.loads((state / "proxmox" / "state.json").read_text())
+    vms = pve.get("vms", pve)
+    kubectl = [str(BIN / "kubectl"), "--kubeconfig", kubeconfig]
+    return {
+        "proxmox": digest(json.dumps(vms, sort_keys=True, default=str)),
+        "talos": digest(out(str(BIN / "talosctl"), "--talosconfig", talosconfig, "-n",
+                            f"{BLOCK}11,{BLOCK}21", "get", "machineconfig", "-o", "yaml")),
+        "helm": digest(out(str(BIN / "helm"), "--kubeconfig", kubeconfig, "list", "-A", "-o", "json")),
+        "lbpools": digest(out(*kubectl, "get", "ciliumloadbalancerippools", "-o", "jsonpath={.items[*].spec}")),
+        "cephpools": digest(out(*kubectl, "get", "cephblockpools", "-A", "-o", "jsonpath={.items[*].spec}")),
+        "gitops": out("git", "--git-dir", str(state / "git" / "gitops.git"), "rev-parse", "main").strip(),
+    }
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    state = tmp_path_factory.mktemp("lab")
+    copy_inventory(state)
+    up = subprocess.run([str(REPO / "lab" / "up")], env=env(state), capture_output=True, text=True, check=False)
+    assert up.returncode == 0, up.stdout + up.stderr
+    yield state
+    down = subprocess.run([str(REPO / "lab" / "down")], env=env(state), capture_output=True, text=True,
+                          check=False)
+    assert down.returncode == 0, down.stdout + down.stderr
+
+
+@pytest.fixture(scope="module")
+def cold(lab):
+    out, elapsed = site(lab, log="cold.log")
+    return out, elapsed
+
+
+def test_cold_run_reaches_every_layer(lab, cold):
+    out, elapsed = cold
+    changed = recap(out)
+    assert set(changed) >= {"cp1", "cp2", "cp3", "w1", "w2", "w3", "localhost"}
+    assert all(changed[h] > 0 for h in ("cp1", "w1", "localhost"))
+    nodes = json.loads(subprocess.run([str(BIN / "kubectl"), "--kubeconfig", str(lab / "cluster" / "kubeconfig"),
+                                       "get", "nodes", "-o", "json"], capture_output=True, text=True,
+                                      check=True).stdout)["items"]
+    assert sorted(n["metadata"]["name"] for n in nodes) == ["cp1", "cp2", "cp3", "w1", "w2", "w3"]
+    (lab / "timings.json").write_text(json.dumps({"cold_seconds": round(elapsed, 1)}))
+
+
+def test_rerun_changes_nothing(lab, cold):
+    out, elapsed = site(lab, log="rerun.log")
+    changed = recap(out)
+    assert changed and all(v == 0 for v in changed.values()), changed
+    timings = json.loads((lab / "timings.json").read_text())
+    timings["rerun_seconds"] = round(elapsed, 1)
+    (lab / "timings.json").write_text(json.dumps(timings))
+    results = REPO / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "site_e2e.json").write_text(json.dumps(timings, indent=2) + "\n")
+
+
+def test_check_diff_shows_one_change_per_layer_and_changes_nothing(lab, cold):
+    before = fingerprint(lab)
+    changes = lab / "changes.yml"
+    changes.write_text(yaml.safe_dump(CHANGES))
+    out, _ = site(lab, "--check", "--diff", "-e", f"@{changes}", log="check.log")
+    changed = recap(out)
+    assert changed["cp1"] > 0 and changed["w1"] > 0 and changed["localhost"] > 0
+    # Each layer's change appears in the diff output.
+    assert "20480" in out, "VM memory change not shown"
+    assert "somaxconn" in out, "Talos patch not shown"
+    assert BLOCK + "240" in out, "Cilium LB pool change not shown"
+    assert re.search(r"replicated.*\n(.*\n){0,6}.*size.*2|size: 2", out), "Ceph pool size not shown"
+    assert "changed under --check" in out, "Flux-delivered value not shown"
+    assert fingerprint(lab) == before, "the --check run changed something"
