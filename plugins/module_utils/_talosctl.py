@@ -202,7 +202,7 @@ def parse_version_text(text):
             continue
         if not in_server or ":" not in line:
             continue
-        key, _, value = line.partition(":")
+        key, value = line.split(":", 1)
         key = key.strip().lower().replace(" ", "_").replace("/", "_")
         value = value.strip()
         if key == "node":
@@ -605,5 +605,5 @@ if HAS_YAML:
 
 def dump_yaml_stream(docs, sort_keys=False):
     """YAML text of *docs* (one document each) for diffs: block literals for multi-line strings."""
-    return "---\n".join(yaml.dump(doc, Dumper=_DiffDumper, sort_keys=sort_keys, default_flow_style=False)
-                         for doc in docs)
+    texts = [yaml.dump(doc, Dumper=_DiffDumper, sort_keys=sort_keys, default_flow_style=False) for doc in docs]
+    return "---\n".join(texts)

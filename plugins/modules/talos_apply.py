@@ -126,11 +126,6 @@ from ansible_collections.homecluster.platform.plugins.module_utils._talosctl imp
     talosctl_argument_spec,
 )
 
-try:
-    import yaml
-except ImportError:  # pragma: no cover
-    yaml = None
-
 
 def fail(module, exc, node):
     kwargs = exc.as_fail_kwargs()
