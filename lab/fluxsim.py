@@ -123,26 +123,26 @@ class Sim:
             for f in sorted(target.rglob("*.y*ml")):
                 if f.name == ".sops.yaml" or f.suffix not in (".yaml", ".yml"):
                     continue
-                docs += [d for d in yaml.safe_load_all(f.read_text()) if isinstance(d, dict) and "kind" in d]
-        out = []
-        for doc in docs:
-            if "sops" in doc:
-                if not decryption:
-                    raise RuntimeError(f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')} is SOPS-encrypted "
-                                       "but the Kustomization has no spec.decryption")
-                out.append(self.decrypt(doc, decryption))
-            else:
-                out.append(doc)
-        return out
+                text = f.read_text()
+                found = [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and "kind" in d]
+                if any("sops" in d for d in found):
+                    # Decrypt the file as committed: sops's MAC covers the values in their order.
+                    if not decryption:
+                        raise RuntimeError(f"{f.relative_to(root)} is SOPS-encrypted but the Kustomization "
+                                           "has no spec.decryption")
+                    found = [d for d in yaml.safe_load_all(self.decrypt(text, decryption))
+                             if isinstance(d, dict) and "kind" in d]
+                docs += found
+        return docs
 
-    def decrypt(self, doc, decryption):
+    def decrypt(self, text, decryption):
         key = self.age_key(decryption["secretRef"]["name"], NS)
         env = {**os.environ, "SOPS_AGE_KEY": key}
         proc = subprocess.run(["sops", "decrypt", "--input-type", "yaml", "--output-type", "yaml"],
-                              input=yaml.safe_dump(doc), capture_output=True, text=True, env=env, check=False)
+                              input=text, capture_output=True, text=True, env=env, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"sops decrypt failed: {proc.stderr.strip()}")
-        return yaml.safe_load(proc.stdout)
+        return proc.stdout
 
     # ------------------------------------------------------------------ reconcile
     def sync(self):
