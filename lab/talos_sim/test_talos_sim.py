@@ -3,13 +3,15 @@
 
 gen config -> get disks/version --insecure -> apply-config --insecure -> mutual TLS -> dry-run
 -> bootstrap (once) -> etcd members / services -> kubeconfig -> kubectl get nodes.
-Addresses 127.0.31.x and admin port 50094 keep it apart from a lab simulator on 127.0.10.x.
+A random 127.X.Y.0/24 and a free admin port keep it apart from lab simulators and other runs.
 """
 from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
+import socket
 import subprocess
 import time
 import urllib.request
@@ -21,9 +23,18 @@ HERE = Path(__file__).resolve().parent
 BIN = Path(os.environ.get("HOMECLUSTER_CACHE", Path.home() / ".cache" / "homecluster")).expanduser() / "bin"
 TALOSCTL = BIN / "talosctl"
 KUBECTL = BIN / "kubectl"
-ADMIN = "127.0.0.1:50094"
-CP, W1 = "127.0.31.11", "127.0.31.12"
-ENDPOINT = "https://127.0.31.10:6443"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+NET = f"127.{random.randint(100, 199)}.{random.randint(0, 249)}."  # noqa: S311 - an address, not a secret
+ADMIN = f"127.0.0.1:{_free_port()}"
+CP, W1 = NET + "11", NET + "12"
+ENDPOINT = f"https://{NET}10:6443"
 
 pytestmark = [
     pytest.mark.skipif(not TALOSCTL.exists(), reason="talosctl not built yet (lab/tools/build.py)"),

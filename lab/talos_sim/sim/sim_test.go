@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -33,12 +35,21 @@ import (
 	rtres "github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 )
 
-// Test nodes live on 127.0.12.x so that a running lab simulator (127.0.10.x) is unaffected.
+// Test nodes live on a random 127.X.Y.0/24 (any loopback address can be bound) so that lab
+// simulators and other engineers' runs on 127.0.x.y are unaffected.
+var testNet = func() string {
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid()))) //nolint:gosec
+
+	return fmt.Sprintf("127.%d.%d.", 100+r.IntN(100), r.IntN(250))
+}()
+
+func tn(host int) string { return fmt.Sprintf("%s%d", testNet, host) }
+
 var testNodes = []NodeDef{
-	{Name: "cp1", Address: "127.0.12.11"},
-	{Name: "w1", Address: "127.0.12.12", Disks: []DiskDef{{ID: "sda", SizeGB: 20}}},
-	{Name: "cp2", Address: "127.0.12.13"},
-	{Name: "v1", Address: "127.0.12.14", Disks: []DiskDef{{ID: "vda", SizeGB: 32}}},
+	{Name: "cp1", Address: tn(11)},
+	{Name: "w1", Address: tn(12), Disks: []DiskDef{{ID: "sda", SizeGB: 20}}},
+	{Name: "cp2", Address: tn(13)},
+	{Name: "v1", Address: tn(14), Disks: []DiskDef{{ID: "vda", SizeGB: 32}}},
 }
 
 type fixture struct {
@@ -67,7 +78,7 @@ func generateConfigs() {
 		return
 	}
 
-	in, err := generate.NewInput("lab", "https://127.0.12.10:6443", "1.35.0", generate.WithSecretsBundle(bundle), generate.WithInstallDisk("/dev/sda"))
+	in, err := generate.NewInput("lab", "https://"+tn(10)+":6443", "1.35.0", generate.WithSecretsBundle(bundle), generate.WithInstallDisk("/dev/sda"))
 	if err != nil {
 		genErr = err
 
@@ -201,7 +212,7 @@ func (f *fixture) apply(addr string, cfg []byte) {
 func TestMaintenanceMode(t *testing.T) {
 	f := newFixture(t)
 	ctx := ctxT(t)
-	c := f.insecure("127.0.12.11")
+	c := f.insecure(tn(11))
 
 	v, err := c.Version(ctx)
 	if err != nil {
@@ -257,16 +268,16 @@ func TestClusterLifecycle(t *testing.T) {
 	f := newFixture(t)
 	ctx := ctxT(t)
 
-	f.apply("127.0.12.11", f.cp)
-	f.apply("127.0.12.12", f.wk)
-	f.apply("127.0.12.13", f.cp)
+	f.apply(tn(11), f.cp)
+	f.apply(tn(12), f.wk)
+	f.apply(tn(13), f.cp)
 
 	// a configured node no longer speaks maintenance mode
-	if _, err := f.insecure("127.0.12.11").Version(ctx); err == nil {
+	if _, err := f.insecure(tn(11)).Version(ctx); err == nil {
 		t.Error("insecure version against a configured node succeeded")
 	}
 
-	c := f.secure("127.0.12.11")
+	c := f.secure(tn(11))
 
 	// dry run: no changes, then a change shown as a diff
 	resp, err := c.ApplyConfiguration(ctx, &machineapi.ApplyConfigurationRequest{Data: f.cp, DryRun: true, Mode: machineapi.ApplyConfigurationRequest_NO_REBOOT})
@@ -300,7 +311,7 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 
 	// bootstrap: worker refused, first control plane once, then AlreadyExists everywhere
-	if err = c.Bootstrap(client.WithNode(ctx, "127.0.12.12"), &machineapi.BootstrapRequest{}); client.StatusCode(err) != codes.Unimplemented {
+	if err = c.Bootstrap(client.WithNode(ctx, tn(12)), &machineapi.BootstrapRequest{}); client.StatusCode(err) != codes.Unimplemented {
 		t.Errorf("bootstrap on worker: %v", err)
 	}
 
@@ -312,14 +323,14 @@ func TestClusterLifecycle(t *testing.T) {
 		t.Fatalf("bootstrap: %v", err)
 	}
 
-	for _, node := range []string{"127.0.12.11", "127.0.12.13"} {
+	for _, node := range []string{tn(11), tn(13)} {
 		err = c.Bootstrap(client.WithNode(ctx, node), &machineapi.BootstrapRequest{})
 		if client.StatusCode(err) != codes.AlreadyExists || !strings.Contains(err.Error(), "etcd data directory is not empty") {
 			t.Errorf("second bootstrap on %s: %v", node, err)
 		}
 	}
 
-	members, err := c.EtcdMemberList(client.WithNode(ctx, "127.0.12.13"), &machineapi.EtcdMemberListRequest{QueryLocal: true})
+	members, err := c.EtcdMemberList(client.WithNode(ctx, tn(13)), &machineapi.EtcdMemberListRequest{QueryLocal: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,12 +340,12 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 
 	// one call through one endpoint covering every node (legacy "nodes" metadata)
-	vr, err := c.MachineClient.Version(client.WithNodes(ctx, "127.0.12.11", "127.0.12.12", "127.0.12.13"), &emptypb.Empty{})
+	vr, err := c.MachineClient.Version(client.WithNodes(ctx, tn(11), tn(12), tn(13)), &emptypb.Empty{})
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	if len(vr.Messages) != 3 || vr.Messages[1].Metadata.Hostname != "127.0.12.12" { //nolint:staticcheck
+	if len(vr.Messages) != 3 || vr.Messages[1].Metadata.Hostname != tn(12) { //nolint:staticcheck
 		t.Errorf("aggregated version: %v", vr)
 	}
 
@@ -369,16 +380,16 @@ func TestClusterLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if !strings.Contains(string(kc), "current-context: admin@lab") || !strings.Contains(string(kc), "server: https://127.0.12.10:6443") {
+	if !strings.Contains(string(kc), "current-context: admin@lab") || !strings.Contains(string(kc), "server: https://"+tn(10)+":6443") {
 		t.Errorf("kubeconfig: %s", kc)
 	}
 
-	if _, err = c.Kubeconfig(client.WithNode(ctx, "127.0.12.12")); client.StatusCode(err) != codes.Unimplemented {
+	if _, err = c.Kubeconfig(client.WithNode(ctx, tn(12))); client.StatusCode(err) != codes.Unimplemented {
 		t.Errorf("kubeconfig on worker: %v", err)
 	}
 
 	// services and resources
-	sl, err := c.ServiceList(client.WithNode(ctx, "127.0.12.13"))
+	sl, err := c.ServiceList(client.WithNode(ctx, tn(13)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,13 +406,13 @@ func TestClusterLifecycle(t *testing.T) {
 		t.Errorf("etcd not running on cp2: %v", sl)
 	}
 
-	mc, err := c.COSI.Get(client.WithNode(ctx, "127.0.12.12"), resource.NewMetadata(config.NamespaceName, config.MachineConfigType, config.ActiveID, resource.VersionUndefined))
+	mc, err := c.COSI.Get(client.WithNode(ctx, tn(12)), resource.NewMetadata(config.NamespaceName, config.MachineConfigType, config.ActiveID, resource.VersionUndefined))
 	if err != nil || mc.Metadata().ID() != config.ActiveID {
 		t.Errorf("machineconfig: %v", err)
 	}
 
 	// faults: an injected RPC error, then an unreachable node
-	postJSON(t, f.admin.URL+"/faults", `{"type":"rpc_error","address":"127.0.12.11","method":"Version","code":"Unavailable","message":"boom","count":1}`)
+	postJSON(t, f.admin.URL+"/faults", `{"type":"rpc_error","address":"`+tn(11)+`","method":"Version","code":"Unavailable","message":"boom","count":1}`)
 
 	if _, err = c.Version(ctx); client.StatusCode(err) != codes.Unavailable || !strings.Contains(err.Error(), "boom") {
 		t.Errorf("injected error: %v", err)
@@ -411,9 +422,9 @@ func TestClusterLifecycle(t *testing.T) {
 		t.Errorf("fault with count 1 still active: %v", err)
 	}
 
-	postJSON(t, f.admin.URL+"/faults", `{"type":"unreachable","address":"127.0.12.13"}`)
+	postJSON(t, f.admin.URL+"/faults", `{"type":"unreachable","address":"`+tn(13)+`"}`)
 
-	if _, err = c.Version(client.WithNode(ctx, "127.0.12.13")); client.StatusCode(err) != codes.Unavailable {
+	if _, err = c.Version(client.WithNode(ctx, tn(13))); client.StatusCode(err) != codes.Unavailable {
 		t.Errorf("unreachable node: %v", err)
 	}
 
@@ -422,23 +433,23 @@ func TestClusterLifecycle(t *testing.T) {
 		r.Body.Close() //nolint:errcheck
 	}
 
-	if _, err = c.Version(client.WithNode(ctx, "127.0.12.13")); err != nil {
+	if _, err = c.Version(client.WithNode(ctx, tn(13))); err != nil {
 		t.Errorf("after clearing faults: %v", err)
 	}
 
 	// power off: proxied calls fail like a dead host
-	postJSON(t, f.admin.URL+"/power", `{"address":"127.0.12.12","state":"off"}`)
+	postJSON(t, f.admin.URL+"/power", `{"address":"`+tn(12)+`","state":"off"}`)
 
-	if _, err = c.Version(client.WithNode(ctx, "127.0.12.12")); client.StatusCode(err) != codes.Unavailable || !strings.Contains(err.Error(), "connection refused") {
+	if _, err = c.Version(client.WithNode(ctx, tn(12))); client.StatusCode(err) != codes.Unavailable || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("powered off node: %v", err)
 	}
 
 	// restart the simulator: state survives
 	f.stop()
 	f.start()
-	f.waitSecure("127.0.12.11")
+	f.waitSecure(tn(11))
 
-	c = f.secure("127.0.12.11")
+	c = f.secure(tn(11))
 
 	if err = c.Bootstrap(ctx, &machineapi.BootstrapRequest{}); client.StatusCode(err) != codes.AlreadyExists {
 		t.Errorf("bootstrap after restart: %v", err)
@@ -450,7 +461,7 @@ func TestClusterLifecycle(t *testing.T) {
 		t.Errorf("staged config not active after reboot: %v %v", resp, err)
 	}
 
-	if _, err = c.Version(client.WithNode(ctx, "127.0.12.12")); client.StatusCode(err) != codes.Unavailable {
+	if _, err = c.Version(client.WithNode(ctx, tn(12))); client.StatusCode(err) != codes.Unavailable {
 		t.Errorf("powered-off node came back after restart: %v", err)
 	}
 
@@ -469,8 +480,8 @@ func TestResetReturnsToMaintenance(t *testing.T) {
 	f := newFixture(t)
 	ctx := ctxT(t)
 
-	f.apply("127.0.12.13", f.cp)
-	c := f.secure("127.0.12.13")
+	f.apply(tn(13), f.cp)
+	c := f.secure(tn(13))
 
 	if err := c.ResetGeneric(ctx, &machineapi.ResetRequest{Graceful: true, Reboot: true}); err != nil {
 		t.Fatal(err)
@@ -479,7 +490,7 @@ func TestResetReturnsToMaintenance(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 
 	for time.Now().Before(deadline) {
-		if _, err := f.insecure("127.0.12.13").Version(ctx); err == nil {
+		if _, err := f.insecure(tn(13)).Version(ctx); err == nil {
 			return
 		}
 
@@ -581,13 +592,13 @@ func TestInterruptedBootstrapAndInstallDisk(t *testing.T) {
 	ctx := ctxT(t)
 
 	// the install disk selector matches no disk of v1: it stays in maintenance mode
-	if _, err := f.insecure("127.0.12.14").ApplyConfiguration(ctx, &machineapi.ApplyConfigurationRequest{Data: f.cp, Mode: machineapi.ApplyConfigurationRequest_AUTO}); err != nil {
+	if _, err := f.insecure(tn(14)).ApplyConfiguration(ctx, &machineapi.ApplyConfigurationRequest{Data: f.cp, Mode: machineapi.ApplyConfigurationRequest_AUTO}); err != nil {
 		t.Fatal(err)
 	}
 
 	time.Sleep(300 * time.Millisecond)
 
-	ms, err := f.insecure("127.0.12.14").COSI.Get(ctx, resource.NewMetadata("runtime", "MachineStatuses.runtime.talos.dev", "machine", resource.VersionUndefined))
+	ms, err := f.insecure(tn(14)).COSI.Get(ctx, resource.NewMetadata("runtime", "MachineStatuses.runtime.talos.dev", "machine", resource.VersionUndefined))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -598,10 +609,10 @@ func TestInterruptedBootstrapAndInstallDisk(t *testing.T) {
 	}
 
 	// a bootstrap whose answer is lost: done on the node, AlreadyExists on the retry
-	f.apply("127.0.12.11", f.cp)
+	f.apply(tn(11), f.cp)
 	postJSON(t, f.admin.URL+"/faults", `{"type":"rpc_error","method":"Bootstrap","code":"Unavailable","after":true,"count":1}`)
 
-	c := f.secure("127.0.12.11")
+	c := f.secure(tn(11))
 	if err := c.Bootstrap(ctx, &machineapi.BootstrapRequest{}); client.StatusCode(err) != codes.Unavailable {
 		t.Fatalf("interrupted bootstrap: %v", err)
 	}
