@@ -46,8 +46,8 @@ class FakeCeph:
         return types.SimpleNamespace(returncode=0, stdout="", stderr="")
 
     def changes(self):
-        reads = {("osd", "dump"), ("status",), ("health", "detail"), ("config", "dump"), ("config", "help"), ("config", "get"),
-                 ("osd", "crush"), ("osd", "pool", "ls")}
+        reads = {("osd", "dump"), ("status",), ("health", "detail"), ("config", "dump"), ("config", "help"),
+                 ("config", "get"), ("osd", "crush"), ("osd", "pool", "ls")}
         return [c for c in self.calls if not any(tuple(c[:len(r)]) == r for r in reads)]
 
 
