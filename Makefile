@@ -52,7 +52,8 @@ sanity: venv ## ansible-test sanity
 units: venv ## ansible-test units
 	@bash lab/tools/ansible-test.sh units
 
-pytest: tools ## pytest: lab, simulators and modules against real tools
+pytest: tools ## pytest: lab, simulators and modules against real tools; go test of the Talos simulator
+	@echo "== go test (lab/talos_sim)"; cd lab/talos_sim && go test ./...
 	@echo "== pytest"; $(PYTHON) -m pytest -q tests/integration lab
 
 molecule: tools ## Every molecule scenario
