@@ -13,8 +13,8 @@ kube-scheduler on a loopback address, with kwok giving nodes and pods their life
 State (certificates, kubeconfigs, etcd data, logs, pids) lives in DIR, by default
 lab/.state/kube. kwok runs with its Stage CRD: the stages in lab/kwok/stages/*.yaml are
 applied as soon as the API group they refer to is served, so a custom resource whose CRD a
-chart installs later still gets its stage (kwok itself does not retry a stage whose CRD is
-missing).
+chart installs later still gets its stage (kwok itself does not retry a stage whose resource
+is not in /openapi/v3 yet).
 """
 from __future__ import annotations
 
@@ -340,8 +340,25 @@ def _stage_docs() -> list[dict]:
     return docs
 
 
+def _openapi_paths(state: Path) -> set[str]:
+    proc = kubectl(state, "get", "--raw", "/openapi/v3", check=False)
+    if proc.returncode != 0:
+        return set()
+    return set(json.loads(proc.stdout).get("paths", {}))
+
+
+def _openapi_path(api_group: str) -> str:
+    """kwok's resourceRef.apiGroup ("v1", "ceph.rook.io/v1") as an /openapi/v3 path."""
+    return f"api/{api_group}" if "/" not in api_group else f"apis/{api_group}"
+
+
 def stage_sync(args: argparse.Namespace) -> None:
-    """Apply each Stage once the API it refers to is served; runs until killed."""
+    """Apply each Stage once the API it refers to is published; runs until killed.
+
+    kwok starts a stage's controller when the Stage object appears and needs the resource's
+    schema from /openapi/v3 then; if it is not there yet, kwok logs an error and never retries.
+    A CRD shows up in API discovery before its OpenAPI path, so the path is what is waited for.
+    """
     state: Path = args.dir
     applied: dict[str, str] = {}
     crd_yaml = LAB / "kwok" / "stage-crd.yaml"
@@ -352,16 +369,14 @@ def stage_sync(args: argparse.Namespace) -> None:
     kubectl(state, "wait", "--for=condition=Established", "crd/stages.kwok.x-k8s.io", "--timeout=60s")
     while True:
         docs = _stage_docs()
-        served = set(kubectl(state, "api-resources", "-o", "name", check=False).stdout.split())
+        published = _openapi_paths(state)
         pending = []
         for doc in docs:
-            ref = doc["spec"]["resourceRef"]
             name = doc["metadata"]["name"]
             body = yaml.safe_dump(doc)
             if applied.get(name) == body:
                 continue
-            group = ref["apiGroup"].split("/")[0] if "/" in ref["apiGroup"] else ""
-            if group and not any(r.endswith("." + group) for r in served):
+            if _openapi_path(doc["spec"]["resourceRef"]["apiGroup"]) not in published:
                 continue
             pending.append(doc)
             applied[name] = body
