@@ -155,7 +155,7 @@ def test_check_diff_shows_one_change_per_layer_and_changes_nothing(lab, cold):
     before = fingerprint(lab)
     changes = lab / "changes.yml"
     changes.write_text(yaml.safe_dump(CHANGES))
-    out, _ = site(lab, "--check", "--diff", "-e", f"@{changes}", log="check.log")
+    out, _elapsed = site(lab, "--check", "--diff", "-e", f"@{changes}", log="check.log")
     changed = recap(out)
     assert changed["cp1"] > 0 and changed["w1"] > 0 and changed["localhost"] > 0
     # Each layer's change appears in the diff output.

@@ -47,8 +47,8 @@ def test_one_value_one_commit_and_absent(tmp_path, remote):
     files[0]["content"] = "a: 2\n"
     files[1] = {"path": "b.yaml", "state": "absent"}
     predicted = run_module("gitops_repo", args(tmp_path, remote, files), check=True)
-    assert [(f["path"], f["change"]) for f in predicted["files_changed"]] == [("a.yaml", "modified"),
-                                                                            ("b.yaml", "deleted")]
+    expected = [("a.yaml", "modified"), ("b.yaml", "deleted")]
+    assert [(f["path"], f["change"]) for f in predicted["files_changed"]] == expected
     run_module("gitops_repo", args(tmp_path, remote, files))
     assert commits(remote) == 2
     assert run_module("gitops_repo", args(tmp_path, remote, files))["changed"] is False
