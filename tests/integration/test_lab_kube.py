@@ -122,7 +122,8 @@ def test_deleted_pods_go_away(lab):
 def test_custom_resource_moved_by_stage(lab):
     kubectl(lab, "apply", "-f", "-", stdin=WIDGET_CRD)
     kubectl(lab, "wait", "--for=condition=Established", "crd/widgets.lab.homecluster.dev", "--timeout=30s")
-    widget = "apiVersion: lab.homecluster.dev/v1\nkind: Widget\nmetadata: {name: w1, namespace: default}\nspec: {size: 1}\n"
+    widget = ("apiVersion: lab.homecluster.dev/v1\nkind: Widget\n"
+              "metadata: {name: w1, namespace: default}\nspec: {size: 1}\n")
     kubectl(lab, "apply", "-f", "-", stdin=widget)
     kubectl(lab, "wait", "--for=condition=Ready", "widget/w1", "--timeout=60s")
 
