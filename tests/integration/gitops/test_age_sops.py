@@ -76,14 +76,15 @@ def test_gitops_repo_secrets_never_in_history(tmp_path, remote, age_key):
     tool("sops")
     key_file, public = age_key
     clone = tmp_path / "clone"
+    sops_files = [
+        {"path": "clusters/lab/demo.sops.yaml", "content": SECRET_YAML},
+        {"path": "talos/lab/secrets.sops.yaml", "content": f"cluster:\n  secret: {SECRET}-talos\n",
+         "encrypted_regex": ""},
+    ]
     a = {"path": str(clone), "url": remote, "commit_message": "test: secrets", "age_recipients": [public],
          "age_key_file": key_file,
          "files": [{"path": "clusters/lab/a.yaml", "content": "a: 1\n"}],
-         "sops_files": [
-             {"path": "clusters/lab/demo.sops.yaml", "content": SECRET_YAML},
-             {"path": "talos/lab/secrets.sops.yaml", "content": f"cluster:\n  secret: {SECRET}-talos\n",
-              "encrypted_regex": ""},
-         ]}
+         "sops_files": sops_files}
     predicted = run_module("gitops_repo", a, check=True)
     assert predicted["changed"] and SECRET not in str(predicted)
     run_module("gitops_repo", a)
