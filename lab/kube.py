@@ -307,7 +307,10 @@ def up(args: argparse.Namespace) -> None:
         f"--root-ca-file={pki / 'ca.crt'}", f"--service-account-private-key-file={pki / 'sa.key'}",
         f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
         "--use-service-account-credentials=true", f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--controllers=*,bootstrapsigner,tokencleaner", *common])
+        "--controllers=*,bootstrapsigner,tokencleaner",
+        # kwok posts node heartbeats (kwok/stages/02-node-heartbeat.yaml); on a loaded two-core
+        # machine they can come late, and a node marked NotReady leaves its pods NotReady.
+        "--node-monitor-grace-period=5m", *common])
     sched = state / "scheduler.kubeconfig"
     _spawn(state, "kube-scheduler", [
         _binary("kube-scheduler"), f"--kubeconfig={sched}", f"--authentication-kubeconfig={sched}",
