@@ -130,9 +130,12 @@ def test_apply_bootstrap_kubeconfig(lab):
 
     def listed() -> str | None:
         p = run(str(KUBECTL), "--kubeconfig", str(kubeconfig), "get", "nodes", "--no-headers", check=False)
-        return p.stdout if p.returncode == 0 and "w1" in p.stdout and "cp1" in p.stdout else None
+        lines = p.stdout.splitlines() if p.returncode == 0 else []
+        ready = [line.split()[0] for line in lines if line.split()[1:2] == ["Ready"]]
+        return p.stdout if {"cp1", "w1"} <= set(ready) else None
 
-    nodes = wait_for(listed, 240, "kubectl get nodes listing cp1 and w1")
+    # a node is listed as soon as it is created and turns Ready when kwok's stage runs
+    nodes = wait_for(listed, 240, "kubectl get nodes listing cp1 and w1 Ready")
     assert " Ready " in nodes
 
     calls = {n["name"]: n["calls"] for n in admin("/nodes")["nodes"]}
