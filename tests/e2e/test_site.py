@@ -49,6 +49,8 @@ def env(state: Path) -> dict[str, str]:
     e["HOMECLUSTER_LAB_INVENTORY"] = str(state / "inventory")
     e["HOMECLUSTER_TALOS_ADMIN"] = "127.0.0.1:52080"
     e["HOMECLUSTER_PVE_PORT"] = "28012"
+    e["HOMECLUSTER_CHART_REPO"] = "http://127.0.0.1:8812"
+    e["HOMECLUSTER_CHARTREPO_DIR"] = str(state / "chartrepo")
     return e
 
 
