@@ -33,6 +33,7 @@ CHANGES = {
     "cilium_lb_pools": [{"name": "lab-pool", "blocks": [{"start": BLOCK + "200", "stop": BLOCK + "240"}]}],
     "rook_ceph_block_replicas": 2,
     "homecluster_apps": [{"name": "hello", "namespace": "demo", "pod_security": "baseline",
+                          "namespace_labels": {"istio.io/dataplane-mode": "ambient"},
                           "chart": {"name": "lab-hello", "version": "0.1.0", "repo": "http://127.0.0.1:8812"},
                           "values": {"replicaCount": 2, "message": "changed under --check"},
                           "ready": [{"kind": "Deployment", "name": "hello"}]}],
