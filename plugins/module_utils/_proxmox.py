@@ -8,6 +8,7 @@ import hashlib
 import re
 import time
 import traceback
+from typing import Any
 
 try:
     from proxmoxer import ProxmoxAPI
@@ -25,10 +26,14 @@ except ImportError:  # pragma: no cover - reported through missing_required_lib
 
 LOCK_RE = re.compile(r"VM is locked \(|can't lock file")
 PERM_RE = re.compile(r"Permission check failed \(([^,]+), ([^)]+)\)")
+BARE_PERM_RE = re.compile(r"^Permission check failed\.?$")
+WARNINGS_RE = re.compile(r"^WARNINGS: \d+$")
 LOCK_WAIT = 30
+UNLOCK_HINT = ("Another task holds the VM (a backup, a migration, a snapshot); wait for it to end (Datacenter > "
+               "Tasks), or, if the lock is stale, clear it on the node with 'qm unlock {vmid}'.")
 
 
-def proxmox_argument_spec():
+def proxmox_argument_spec() -> dict[str, dict[str, Any]]:
     """Connection options (documented in the homecluster.platform.proxmox doc fragment)."""
     return {
         "api_host": {"type": "str", "required": True},
@@ -52,16 +57,55 @@ PROXMOX_REQUIRED_TOGETHER = [("api_token_id", "api_token_secret")]
 class ProxmoxError(Exception):
     """An API call or task failed; `fail()` reports it with what is needed to act on it."""
 
-    def __init__(self, msg, **details):
+    def __init__(self, msg: str, **details: Any) -> None:
         super().__init__(msg)
         self.msg = msg
         self.details = details
 
-    def fail(self, module, **extra):
+    @property
+    def locked(self) -> bool:
+        """Whether the call or task failed because another task holds the VM's lock."""
+        return bool(LOCK_RE.search(str(self.details.get("exitstatus") or self.details.get("reason") or "")))
+
+    def fail(self, module: Any, **extra: Any) -> None:
         module.fail_json(msg=self.msg, **self.details, **extra)
 
 
-def explain(status, message, principal, method, path):
+def _vmid_of(path: str, params: dict[str, Any] | None) -> str:
+    m = re.search(r"qemu/(\d+)", path)
+    if m:
+        return m.group(1)
+    return str((params or {}).get("vmid") or "<vmid>")
+
+
+def bare_permission_hint(principal: str, method: str, path: str, params: dict[str, Any] | None = None) -> str:
+    """What a bare `Permission check failed` (no path, no privilege) most likely means for this call.
+
+    PVE raises it without details where a check has alternatives: create (VM.Allocate on the VM or its
+    pool) and download-url (Sys.AccessNetwork on the node, or Sys.Audit and Sys.Modify on /).
+    """
+    vmid = _vmid_of(path, params)
+    if method == "POST" and re.search(r"nodes/[^/]+/qemu/?$", path):
+        stores = sorted({str(v).split(":", 1)[0] for k, v in (params or {}).items()
+                         if re.match(r"^(scsi|virtio|sata|ide|efidisk|tpmstate)\d+$", k) and ":" in str(v)})
+        where = ", ".join(f"/storage/{s}" for s in stores) or "/storage/<storage>"
+        return (f"The API user or token '{principal}' most likely lacks VM.Allocate on /vms/{vmid} (or on the pool "
+                f"/pool/<pool> the VM goes into); creating the VM also needs Datastore.AllocateSpace on {where}, "
+                "VM.Config.CPU, VM.Config.Memory, VM.Config.Options, VM.Config.HWType, VM.Config.Network and "
+                "VM.Config.Cloudinit on the VM, and SDN.Use on the bridge. Grant the role of "
+                "docs/roles/proxmox_vm.md ('pveum acl modify /vms --tokens "
+                f"{principal} --roles <role>'); a privilege-separated token needs it both on itself and on its user.")
+    if "download-url" in path:
+        node = path.split("/")[1] if path.startswith("nodes/") else "<node>"
+        return (f"The API user or token '{principal}' most likely lacks Sys.AccessNetwork on /nodes/{node} (or "
+                "both Sys.Audit and Sys.Modify on /), which download-url needs besides Datastore.AllocateTemplate "
+                "on the storage.")
+    return (f"The API user or token '{principal}' lacks a privilege this call needs; see the permissions of "
+            f"{method} /{path} in the API viewer and docs/roles/proxmox_vm.md.")
+
+
+def explain(status: int | None, message: str | None, principal: str, method: str, path: str, *,
+            params: dict[str, Any] | None = None) -> str:
     """A message for an API error that says what to do about it."""
     text = (message or "").strip()
     base = f"Proxmox API {method} {path} failed: {status} {text}"
@@ -71,20 +115,22 @@ def explain(status, message, principal, method, path):
         return (f"{base}. The API user or token '{principal}' lacks {priv} on {where}: grant it (for example "
                 f"'pveum acl modify {where} --tokens {principal} --roles <role with {priv}>'); a "
                 "privilege-separated token needs the privilege both on itself and on its user.")
+    if status == 403 and BARE_PERM_RE.match(text):
+        return f"{base}. {bare_permission_hint(principal, method, path, params)}"
     if status == 401:
         return (f"{base}. Authentication as '{principal}' was refused: check api_user, api_token_id and "
                 "api_token_secret (or api_password).")
     if LOCK_RE.search(text):
-        return (f"{base}. Another task holds the VM; wait for it to end (Datacenter > Tasks), or, if the lock "
-                "is stale, clear it with 'qm unlock <vmid>'.")
+        return f"{base}. {UNLOCK_HINT.format(vmid=_vmid_of(path, params))}"
     return base
 
 
 class ProxmoxClient:
     """proxmoxer session with errors turned into ProxmoxError and asynchronous tasks awaited."""
 
-    def __init__(self, module):
+    def __init__(self, module: Any) -> None:
         self.module = module
+        self.warnings: list[str] = []
         p = module.params
         if not HAS_PROXMOXER:
             from ansible.module_utils.basic import missing_required_lib  # noqa: PLC0415
@@ -124,7 +170,7 @@ class ProxmoxClient:
                                            "/access/ticket")) from None
             raise ProxmoxError(f"cannot reach the Proxmox API at {url}: {e}") from None
 
-    def call(self, method, path, **params):
+    def call(self, method: str, path: str, **params: Any) -> Any:
         """One API call; retries while the VM is locked by another task, then fails clearly."""
         deadline = time.monotonic() + LOCK_WAIT
         delay = 0.5
@@ -138,15 +184,19 @@ class ProxmoxClient:
                     time.sleep(delay)
                     delay = min(delay * 2, 4)
                     continue
-                raise ProxmoxError(explain(e.status_code, text, self.principal, method.upper(), path),
-                                   status=e.status_code, errors=e.errors) from None
+                raise ProxmoxError(explain(e.status_code, text, self.principal, method.upper(), path, params=params),
+                                   status=e.status_code, errors=e.errors, reason=text) from None
             except ProxmoxError:
                 raise
             except Exception as e:
                 raise ProxmoxError(f"Proxmox API {method.upper()} {path} failed: {e}") from None
 
-    def wait(self, node, upid, what=None):
-        """Wait for a task; raise ProxmoxError with its exit status and log tail when it did not end OK."""
+    def wait(self, node: str, upid: Any, what: str | None = None) -> dict[str, Any]:
+        """Wait for a task; raise ProxmoxError with its exit status and log tail when it did not end OK.
+
+        `WARNINGS: n` is a success in PVE (the worker finished, and logged n warnings): the task's
+        `WARN:` lines are kept in `self.warnings` for the module to show.
+        """
         if not isinstance(upid, str) or not upid.startswith("UPID:"):
             return {"exitstatus": "OK"}
         deadline = time.monotonic() + self.task_timeout
@@ -156,18 +206,52 @@ class ProxmoxClient:
             if status.get("status") == "stopped":
                 break
             if time.monotonic() > deadline:
-                raise ProxmoxError(f"{what or 'task'} did not finish within {self.task_timeout} s", upid=upid)
+                raise ProxmoxError(f"{what or 'task'} did not finish within {self.task_timeout} s (task_timeout); "
+                                   f"see the task {upid} in Datacenter > Tasks, then rerun", upid=upid)
             time.sleep(delay)
             delay = min(delay * 1.5, 2)
-        if status.get("exitstatus") != "OK":
-            log = self.call("get", f"nodes/{node}/tasks/{upid}/log", limit=500) or []
-            lines = [e.get("t", "") for e in sorted(log, key=lambda e: e.get("n", 0))]
-            raise ProxmoxError(f"{what or 'Proxmox task'} failed: {status.get('exitstatus')} (task {upid})",
-                               upid=upid, exitstatus=status.get("exitstatus"), task_log=lines[-20:])
-        return status
+        exitstatus = str(status.get("exitstatus") or "")
+        if exitstatus == "OK":
+            return status
+        lines = self.task_log(node, upid)
+        if WARNINGS_RE.match(exitstatus):
+            warns = [ln.split("WARN:", 1)[1].strip() for ln in lines if "WARN:" in ln] or [exitstatus]
+            self.warnings.extend(f"{what or 'Proxmox task'}: {w} (task {upid})" for w in warns)
+            return {**status, "warnings": warns}
+        msg = f"{what or 'Proxmox task'} failed: {exitstatus} (task {upid})"
+        if LOCK_RE.search(exitstatus):
+            parts = upid.split(":")
+            msg += ". " + UNLOCK_HINT.format(vmid=(parts[6] if len(parts) > 6 and parts[6] else "<vmid>"))
+        raise ProxmoxError(msg, upid=upid, exitstatus=exitstatus, task_log=lines[-20:])
+
+    def task_log(self, node: str, upid: str) -> list[str]:
+        """The task's log lines in order (at most 500)."""
+        log = self.call("get", f"nodes/{node}/tasks/{upid}/log", limit=500) or []
+        return [e.get("t", "") for e in sorted(log, key=lambda e: e.get("n", 0))]
+
+    def run_task(self, node: str, method: str, path: str, what: str, **params: Any) -> dict[str, Any]:
+        """Start a task and wait for it; retry (for up to LOCK_WAIT s) while the VM is locked.
+
+        PVE checks the lock of start, stop, shutdown, reboot, resize and destroy inside the worker: the
+        call answers 200 with a UPID and the task then ends with `VM is locked (backup)`.
+        """
+        deadline = time.monotonic() + LOCK_WAIT
+        delay = 0.5
+        while True:
+            try:
+                return self.wait(node, self.call(method, path, **params), what)
+            except ProxmoxError as e:
+                if not e.locked or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 4)
+
+    def vm_status(self, node: str, vmid: int) -> dict[str, Any]:
+        """The VM's live state from qemu-server (`status/current`), not pvestatd's cached view."""
+        return self.call("get", f"nodes/{node}/qemu/{vmid}/status/current") or {}
 
 
-def parse_prop(value, default_key=None):
+def parse_prop(value: Any, default_key: str | None = None) -> dict[str, str]:
     """Parse a property string (`virtio=BC:..,bridge=vmbr0`) into a dict."""
     out = {}
     for i, part in enumerate(str(value or "").split(",")):
@@ -183,7 +267,7 @@ def parse_prop(value, default_key=None):
     return out
 
 
-def size_to_gib(size):
+def size_to_gib(size: Any) -> float:
     """`32G`, `512M`, `1T` or bytes to GiB (float)."""
     m = re.match(r"^(\d+(?:\.\d+)?)([KMGT]?)$", str(size or "0"))
     if not m:
@@ -192,7 +276,7 @@ def size_to_gib(size):
     return float(m.group(1)) * mult / (1 << 30)
 
 
-def schematic_yaml(extensions):
+def schematic_yaml(extensions: list[str]) -> str:
     """The Image Factory schematic for a list of official extensions, in the factory's own YAML form."""
     if not extensions:
         return "customization: {}\n"
@@ -201,6 +285,6 @@ def schematic_yaml(extensions):
     return "\n".join(lines) + "\n"
 
 
-def schematic_id(extensions):
+def schematic_id(extensions: list[str]) -> str:
     """Schematic ID as the Image Factory computes it: SHA-256 of the marshalled schematic."""
     return hashlib.sha256(schematic_yaml(extensions).encode()).hexdigest()

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: proxmox_talos_cluster_info
-short_description: Read the Proxmox VE cluster's nodes and VMs in two calls
+short_description: Read the Proxmox VE cluster's nodes and VMs
 version_added: 0.1.0
 description:
   - Returns the cluster's nodes (C(GET /nodes)) and every VM the caller may see
     (C(GET /cluster/resources?type=vm)) with its VMID, name, node and status, and the API version.
+  - The name and status in C(/cluster/resources) come from pvestatd and lag about 10 s; for a VM
+    listed without a name or with a status other than C(running)/C(stopped) (created or started a
+    moment ago) they are read live from its config and C(status/current).
   - Used by the C(proxmox_vm) role's preflight to refuse a VMID held by a VM of another name and
     an unknown node before anything changes. Read-only.
 extends_documentation_fragment:
@@ -72,7 +75,7 @@ from ansible_collections.homecluster.platform.plugins.module_utils._proxmox impo
 )
 
 
-def main():
+def main() -> None:
     module = AnsibleModule(argument_spec=proxmox_argument_spec(), supports_check_mode=True,
                            mutually_exclusive=PROXMOX_MUTUALLY_EXCLUSIVE, required_one_of=PROXMOX_REQUIRED_ONE_OF,
                            required_together=PROXMOX_REQUIRED_TOGETHER)
@@ -80,9 +83,17 @@ def main():
         client = ProxmoxClient(module)
         version = client.call("get", "version").get("version")
         nodes = sorted(n["node"] for n in client.call("get", "nodes"))
-        vms = {str(r["vmid"]): {"name": r.get("name"), "node": r.get("node"), "status": r.get("status"),
-                                "lock": r.get("lock")}
-               for r in client.call("get", "cluster/resources", type="vm") if r.get("type") == "qemu"}
+        vms = {}
+        for r in client.call("get", "cluster/resources", type="vm"):
+            if r.get("type") != "qemu":
+                continue
+            vm = {"name": r.get("name"), "node": r.get("node"), "status": r.get("status"), "lock": r.get("lock")}
+            if not vm["name"] or vm["status"] not in ("running", "stopped"):
+                # pvestatd has not seen this VM yet (created or started in the last ~10 s): read it live.
+                vm["name"] = client.call("get", f"nodes/{r['node']}/qemu/{r['vmid']}/config").get("name")
+                live = client.vm_status(r["node"], r["vmid"])
+                vm["status"], vm["lock"] = live.get("status"), live.get("lock")
+            vms[str(r["vmid"])] = vm
     except ProxmoxError as e:
         e.fail(module)
     module.exit_json(changed=False, nodes=nodes, vms=vms, version=version)

@@ -115,6 +115,11 @@ downloaded:
   description: Whether the image was (or would be) downloaded by this run.
   returned: always
   type: bool
+task_warnings:
+  description: Warnings of the download task when it ended with C(WARNINGS: n) (a success in Proxmox).
+  returned: when downloaded
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -130,7 +135,7 @@ from ansible_collections.homecluster.platform.plugins.module_utils._proxmox impo
 )
 
 
-def main():
+def main() -> None:
     spec = proxmox_argument_spec()
     spec.update(
         node={"type": "str", "required": True},
@@ -166,6 +171,9 @@ def main():
             upid = client.call("post", f"nodes/{p['node']}/storage/{p['storage']}/download-url",
                                url=url, content="iso", filename=filename)
             client.wait(p["node"], upid, f"downloading {url} to {volid} on {p['node']}")
+            for warning in client.warnings:
+                module.warn(warning)
+            result["task_warnings"] = client.warnings
     except ProxmoxError as e:
         e.fail(module, url=url, volid=volid)
     module.exit_json(**result)

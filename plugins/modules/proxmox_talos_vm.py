@@ -13,8 +13,14 @@ description:
     Linux needs (OVMF with an EFI disk, machine C(q35), CPU type C(host), ballooning off, the
     C(virtio-scsi-pci) controller), an install disk, an optional data disk (for Ceph), one NIC,
     a cloud-init (nocloud) drive carrying a static address, the Talos ISO, tags and start on boot.
-  - The VM is found by O(vmid) across the whole cluster (one C(GET /cluster/resources)). A VMID held
-    by a VM with another name, or the name held by another VMID, is refused before anything changes.
+  - The VM is found by O(vmid) across the whole cluster (C(GET /cluster/resources)); its name is then
+    read from its config and its power state from C(status/current), because the name and status in
+    C(/cluster/resources) come from pvestatd and lag about 10 s behind (a VM created a moment ago has
+    no name there, and status C(unknown)). A VMID held by a VM with another name, or the name held by
+    another VMID, is refused before anything changes.
+  - A task that ends with C(WARNINGS: n) succeeded; its warnings are shown and returned in RV(task_warnings).
+    A task that fails because another task holds the VM (C(VM is locked (backup))) is retried for 30 s,
+    then reported with the C(qm unlock) hint.
   - Settings that can change in place (cores, memory, tags, description, start on boot, disk growth,
     a new data disk, the ISO) are applied with one C(PUT config) carrying the config digest, so a
     concurrent edit is detected. On a running VM, Proxmox applies cores and memory at the next boot.
@@ -149,7 +155,9 @@ options:
     elements: str
     default: []
   tags:
-    description: Proxmox tags (compared as a set).
+    description:
+      - Proxmox tags, compared as a set. Proxmox stores them in lower case, sorted and joined with C(;),
+        so they are sent and compared that way; C(Talos) and C(talos) are the same tag.
     type: list
     elements: str
     default: []
@@ -267,12 +275,20 @@ address:
   returned: always
   type: str
   sample: 192.168.20.11
+task_warnings:
+  description: Warnings of Proxmox tasks that ended with C(WARNINGS), each with its task's UPID.
+  returned: always
+  type: list
+  elements: str
+  sample: ["starting VM 811: the cloud-init drive is not on shared storage (task UPID:pve1:...)"]
 config:
   description: Managed settings as they are now (as they would be, in check mode).
   returned: success
   type: dict
   sample: {cores: 4, memory: '8192', tags: controlplane;talos}
 """
+
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homecluster.platform.plugins.module_utils._proxmox import (
@@ -281,151 +297,37 @@ from ansible_collections.homecluster.platform.plugins.module_utils._proxmox impo
     PROXMOX_REQUIRED_TOGETHER,
     ProxmoxClient,
     ProxmoxError,
-    parse_prop,
     proxmox_argument_spec,
-    size_to_gib,
 )
-
-SAFE_KEYS = {"name", "cores", "memory", "tags", "description", "onboot", "scsi0", "scsi1", "ide2", "ide0",
-             "nameserver"}
-RESTART_KEYS = {"bios", "machine", "cpu", "scsihw", "balloon", "ostype", "efidisk0", "boot", "net0", "ipconfig0",
-                "agent"}
-
-
-def desired_config(p):
-    """The managed part of the VM config, as values PVE accepts on create."""
-    disk = p["disk"]
-    cfg = {
-        "name": p["name"], "cores": p["cores"], "memory": str(p["memory"]), "cpu": p["cpu_type"],
-        "machine": p["machine"], "bios": "ovmf", "scsihw": p["scsihw"], "balloon": 0, "ostype": "l26",
-        "onboot": int(p["onboot"]), "agent": "enabled=1" if p["agent"] else "0",
-        "efidisk0": f"{p['efi_storage'] or disk['storage']}:1,efitype=4m,pre-enrolled-keys=0",
-        "scsi0": ",".join(x for x in (f"{disk['storage']}:{disk['size']}", disk["options"]) if x),
-        "boot": "order=scsi0;ide2;net0",
-    }
-    if p["data_disk"]:
-        dd = p["data_disk"]
-        cfg["scsi1"] = ",".join(x for x in (f"{dd['storage']}:{dd['size']}", dd["options"]) if x)
-    if p["iso"]:
-        cfg["ide2"] = f"{p['iso']},media=cdrom"
-    net = p["network"]
-    parts = [f"{net['model']}={net['mac'].upper()}" if net.get("mac") else net["model"], f"bridge={net['bridge']}"]
-    if net.get("firewall"):
-        parts.append("firewall=1")
-    if net.get("vlan") is not None:
-        parts.append(f"tag={net['vlan']}")
-    cfg["net0"] = ",".join(parts)
-    if p["address"]:
-        cfg["ide0"] = f"{p['cloudinit_storage'] or disk['storage']}:cloudinit"
-        cfg["ipconfig0"] = ",".join([f"ip={p['address']}"] + ([f"gw={p['gateway']}"] if p["gateway"] else []))
-    if p["nameservers"]:
-        cfg["nameserver"] = " ".join(p["nameservers"])
-    if p["tags"]:
-        cfg["tags"] = ";".join(sorted(set(p["tags"])))
-    if p["description"]:
-        cfg["description"] = p["description"]
-    return cfg
-
-
-def _net_equal(cur, want):
-    c, w = parse_prop(cur), parse_prop(want)
-    models = ("virtio", "e1000", "e1000e", "rtl8139", "vmxnet3")
-    cm = next((k for k in c if k in models), c.get("model"))
-    wm = next((k for k in w if k in models), w.get("model"))
-    if cm != wm or c.get("bridge") != w.get("bridge") or c.get("tag") != w.get("tag"):
-        return False
-    if c.get("firewall", "0") != w.get("firewall", "0"):
-        return False
-    want_mac = w.get(wm, "")
-    return not (want_mac and want_mac != "1" and want_mac.upper() != c.get(cm, "").upper())
-
-
-def _tags(value):
-    return {t for t in str(value).replace(",", ";").replace(" ", ";").split(";") if t}
-
-
-def _disk_size(key, cur, want):
-    have = size_to_gib(parse_prop(cur, "file").get("size"))
-    need = float(str(want).split(",", maxsplit=1)[0].rsplit(":", 1)[1])
-    if need < have:
-        return True, f"{key} is {have:g} GiB, larger than the {need:g} GiB asked; disks are never shrunk"
-    return need == have, None
-
-
-def _prop(key, default_key=None):
-    return lambda cur, want: parse_prop(cur, default_key).get(key) == parse_prop(want, default_key).get(key)
-
-
-COMPARATORS = {
-    "tags": lambda cur, want: _tags(cur) == _tags(want),
-    "memory": lambda cur, want: parse_prop(cur, "current").get("current") == str(want),
-    "description": lambda cur, want: str(cur).rstrip() == str(want).rstrip(),
-    "net0": _net_equal,
-    "ipconfig0": lambda cur, want: parse_prop(cur) == parse_prop(want),
-    "nameserver": lambda cur, want: str(cur).split() == str(want).split(),
-    "agent": lambda cur, want: (parse_prop(cur, "enabled").get("enabled", "0")
-                                == parse_prop(want, "enabled").get("enabled", "0")),
-    "efidisk0": _prop("efitype", "file"),
-    "ide0": lambda cur, want: "cloudinit" in str(cur),
-    "ide2": _prop("file", "file"),
-}
-
-
-def compare(key, cur, want):
-    """(equal, note) for one key, comparing by meaning rather than by text."""
-    if cur is None:
-        return False, None
-    if key in ("scsi0", "scsi1"):
-        return _disk_size(key, cur, want)
-    if key in COMPARATORS:
-        return COMPARATORS[key](cur, want), None
-    return str(cur) == str(want), None
-
-
-def shown(key, value):
-    """How a value appears in the diff (volumes by size rather than allocation syntax)."""
-    if value is None:
-        return None
-    if key in ("scsi0", "scsi1") and "size=" not in str(value) and ":" in str(value):
-        head = str(value).split(",", maxsplit=1)[0]
-        return f"{head.rsplit(':', 1)[0]}: {head.rsplit(':', 1)[1]} GiB"
-    return value
+from ansible_collections.homecluster.platform.plugins.module_utils._proxmox_vm import (
+    RESTART_KEYS,
+    bad_tags,
+    compare,
+    desired_config,
+    locate,
+    managed,
+    shown,
+)
 
 
 class TalosVM:
-    def __init__(self, module):
+    """Read the VM, plan, predict (check mode) and act, one VM per run."""
+
+    def __init__(self, module: AnsibleModule) -> None:
         self.module = module
         self.p = module.params
         self.client = ProxmoxClient(module)
-        self.actions = []
-        self.result = {"changed": False, "vmid": self.p["vmid"], "node": self.p["node"], "created": False,
-                       "changed_keys": [], "restart_keys": [], "actions": self.actions,
-                       "address": (self.p["address"] or "").split("/")[0]}
+        self.actions: list[str] = []
+        self.result: dict[str, Any] = {
+            "changed": False, "vmid": self.p["vmid"], "node": self.p["node"], "created": False,
+            "changed_keys": [], "restart_keys": [], "actions": self.actions,
+            "address": (self.p["address"] or "").split("/")[0]}
 
-    def locate(self):
-        """Find the VM by VMID and by name across the cluster; refuse collisions."""
-        vmid, name, node = self.p["vmid"], self.p["name"], self.p["node"]
-        resources = self.client.call("get", "cluster/resources", type="vm")
-        by_id = next((r for r in resources if int(r.get("vmid", -1)) == vmid), None)
-        if by_id and by_id.get("name") != name:
-            raise ProxmoxError(f"VMID {vmid} is already used by VM '{by_id.get('name')}' on node {by_id.get('node')}, "
-                               f"not by '{name}': choose another vmid for '{name}' (or rename/remove that VM)")
-        same_name = [r for r in resources if r.get("name") == name and int(r.get("vmid", -1)) != vmid
-                     and r.get("type") == "qemu"]
-        if same_name and self.p["state"] == "present":
-            other = same_name[0]
-            raise ProxmoxError(f"a VM named '{name}' already exists with VMID {other['vmid']} on node "
-                               f"{other.get('node')}; the inventory asks for VMID {vmid}: fix vmid or the name")
-        if by_id and by_id.get("node") != node:
-            raise ProxmoxError(f"VM {vmid} '{name}' is on node {by_id.get('node')}, the inventory says {node}: "
-                               "migrate it in Proxmox or correct the node; this module does not migrate")
-        return by_id
+    def task(self, method: str, path: str, what: str, **params: Any) -> None:
+        self.client.run_task(self.p["node"], method, path, what, **params)
 
-    def wait(self, upid, what):
-        self.client.wait(self.p["node"], upid, what)
-
-    def run(self):
-        found = self.locate()
+    def run(self) -> dict[str, Any]:
+        found = locate(self.client, self.p["vmid"], self.p["name"], self.p["node"], self.p["state"])
         if self.p["state"] == "absent":
             return self.remove(found)
         if not found:
@@ -433,26 +335,26 @@ class TalosVM:
         return self.update(found)
 
     # ---------------------------------------------------------------- absent
-    def remove(self, found):
+    def remove(self, found: dict[str, Any] | None) -> dict[str, Any]:
         vmid, node = self.p["vmid"], self.p["node"]
         if not found:
             self.result["status"] = "absent"
             return self.result
-        before = self.client.call("get", f"nodes/{node}/qemu/{vmid}/config")
-        self.result.update(changed=True, status="absent", diff={"before": _managed(before), "after": {}})
-        if found.get("status") == "running":
+        running = found["status"] == "running"
+        self.result.update(changed=True, status="absent", diff={"before": managed(found["config"]), "after": {}})
+        if running:
             self.actions.append("stop")
         self.actions.append("destroy")
         if self.module.check_mode:
             return self.result
-        if found.get("status") == "running":
-            self.wait(self.client.call("post", f"nodes/{node}/qemu/{vmid}/status/stop"), f"stopping VM {vmid}")
-        upid = self.client.call("delete", f"nodes/{node}/qemu/{vmid}", purge=1, **{"destroy-unreferenced-disks": 1})
-        self.wait(upid, f"destroying VM {vmid}")
+        if running:
+            self.task("post", f"nodes/{node}/qemu/{vmid}/status/stop", f"stopping VM {vmid}")
+        self.task("delete", f"nodes/{node}/qemu/{vmid}", f"destroying VM {vmid}", purge=1,
+                  **{"destroy-unreferenced-disks": 1})
         return self.result
 
     # ---------------------------------------------------------------- create
-    def create(self):
+    def create(self) -> dict[str, Any]:
         vmid, node = self.p["vmid"], self.p["node"]
         want = desired_config(self.p)
         self.result.update(changed=True, created=True, config=want,
@@ -463,15 +365,15 @@ class TalosVM:
         self.result["status"] = "running" if self.p["started"] else "stopped"
         if self.module.check_mode:
             return self.result
-        upid = self.client.call("post", f"nodes/{node}/qemu", vmid=vmid, **want)
-        self.wait(upid, f"creating VM {vmid} '{self.p['name']}' on {node}")
+        self.client.wait(node, self.client.call("post", f"nodes/{node}/qemu", vmid=vmid, **want),
+                         f"creating VM {vmid} '{self.p['name']}' on {node}")
         if self.p["started"]:
-            self.wait(self.client.call("post", f"nodes/{node}/qemu/{vmid}/status/start"), f"starting VM {vmid}")
-        self.result["config"] = _managed(self.client.call("get", f"nodes/{node}/qemu/{vmid}/config"))
+            self.task("post", f"nodes/{node}/qemu/{vmid}/status/start", f"starting VM {vmid}")
+        self.result["config"] = managed(self.client.call("get", f"nodes/{node}/qemu/{vmid}/config"))
         return self.result
 
     # ---------------------------------------------------------------- update
-    def plan(self, cur):
+    def plan(self, cur: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         """Changes (PUT config), disk growth (resize) and warnings for an existing VM."""
         changes, resize = {}, {}
         for key, value in desired_config(self.p).items():
@@ -486,10 +388,10 @@ class TalosVM:
                 changes[key] = value
         return changes, resize
 
-    def update(self, found):
+    def update(self, found: dict[str, Any]) -> dict[str, Any]:
         vmid, node = self.p["vmid"], self.p["node"]
-        cur = self.client.call("get", f"nodes/{node}/qemu/{vmid}/config")
-        was = found.get("status")
+        cur = found["config"]
+        was = found["status"]
         running = was == "running"
         changes, resize = self.plan(cur)
         keys = sorted(set(changes) | set(resize))
@@ -517,34 +419,25 @@ class TalosVM:
         if self.actions:
             self.result["diff"] = diff
         if self.module.check_mode or not self.actions:
-            self.result["config"] = _managed({**cur, **changes})
+            self.result["config"] = managed({**cur, **changes})
             return self.result
         self.apply(cur, changes, resize)
-        self.result["config"] = _managed(self.client.call("get", f"nodes/{node}/qemu/{vmid}/config"))
+        self.result["config"] = managed(self.client.call("get", f"nodes/{node}/qemu/{vmid}/config"))
         return self.result
 
-    def apply(self, cur, changes, resize):
+    def apply(self, cur: dict[str, Any], changes: dict[str, Any], resize: dict[str, str]) -> None:
         vmid, node = self.p["vmid"], self.p["node"]
         base = f"nodes/{node}/qemu/{vmid}"
         if changes:
             self.client.call("put", f"{base}/config", digest=cur.get("digest"), **changes)
         for disk, size in resize.items():
-            self.wait(self.client.call("put", f"{base}/resize", disk=disk, size=size), f"resizing {disk} of VM {vmid}")
+            self.task("put", f"{base}/resize", f"resizing {disk} of VM {vmid}", disk=disk, size=size)
         for action in self.actions:
             if action in ("reboot", "start", "shutdown"):
-                self.wait(self.client.call("post", f"{base}/status/{action}"), f"{action} of VM {vmid}")
+                self.task("post", f"{base}/status/{action}", f"{action} of VM {vmid}")
 
 
-MANAGED = ("name", "cores", "memory", "cpu", "machine", "bios", "scsihw", "balloon", "ostype", "onboot", "agent",
-           "efidisk0", "scsi0", "scsi1", "ide2", "ide0", "boot", "net0", "ipconfig0", "nameserver", "tags",
-           "description")
-
-
-def _managed(cfg):
-    return {k: cfg[k] for k in MANAGED if k in cfg}
-
-
-def main():
+def main() -> None:
     disk_spec = {"storage": {"type": "str", "required": True}, "size": {"type": "int", "required": True},
                  "options": {"type": "str", "default": "discard=on,ssd=1"}}
     spec = proxmox_argument_spec()
@@ -581,11 +474,20 @@ def main():
                            required_together=PROXMOX_REQUIRED_TOGETHER)
     if module.params["vmid"] < 100:
         module.fail_json(msg=f"vmid {module.params['vmid']} is below 100, the lowest VMID Proxmox accepts")
+    wrong = bad_tags(module.params["tags"])
+    if wrong:
+        module.fail_json(msg=f"tags {', '.join(wrong)} are not valid Proxmox tags: use letters, digits and _ "
+                         "(then also - + .); Proxmox stores tags in lower case")
+    vm = None
     try:
         vm = TalosVM(module)
         result = vm.run()
     except ProxmoxError as e:
-        e.fail(module, vmid=module.params["vmid"], node=module.params["node"])
+        e.fail(module, vmid=module.params["vmid"], node=module.params["node"],
+               task_warnings=vm.client.warnings if vm else [])
+    for warning in vm.client.warnings:
+        module.warn(warning)
+    result["task_warnings"] = vm.client.warnings
     if not module._diff:
         result.pop("diff", None)
     module.exit_json(**result)

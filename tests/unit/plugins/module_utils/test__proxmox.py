@@ -40,3 +40,85 @@ def test_auth_and_lock_errors_say_what_to_do():
     assert "check api_user, api_token_id" in p.explain(401, "authentication failure", "a@pve!t", "GET", "version")
     assert "qm unlock" in p.explain(500, "VM is locked (backup)", "a@pve", "PUT", "nodes/pve1/qemu/1/config")
     assert p.explain(500, "other", "a@pve", "GET", "x") == "Proxmox API GET x failed: 500 other"
+
+
+def test_bare_permission_error_on_create_names_the_likely_privileges():
+    msg = p.explain(403, "Permission check failed", "automation@pve!ansible", "POST", "nodes/pve1/qemu",
+                    params={"vmid": 811, "scsi0": "local-lvm:32,ssd=1", "efidisk0": "local-lvm:1"})
+    assert "lacks VM.Allocate on /vms/811" in msg and "/pool/" in msg
+    assert "Datastore.AllocateSpace on /storage/local-lvm" in msg
+    assert "pveum acl modify" in msg
+
+
+def test_bare_permission_error_on_download_names_sys_accessnetwork():
+    msg = p.explain(403, "Permission check failed", "a@pve!t", "POST", "nodes/pve2/storage/local/download-url")
+    assert "Sys.AccessNetwork on /nodes/pve2" in msg and "Sys.Modify" in msg
+
+
+class FakeTasks:
+    """A ProxmoxClient whose API answers come from a script: each call pops the next answer for its path."""
+
+    def __init__(self, script):
+        self.script = script
+        self.calls = []
+
+    def __call__(self, method, path, **params):
+        self.calls.append((method, path))
+        for key, answers in self.script.items():
+            if key in path:
+                return answers.pop(0) if len(answers) > 1 else answers[0]
+        raise AssertionError(path)
+
+
+def client_with(monkeypatch, script):
+    c = object.__new__(p.ProxmoxClient)
+    c.warnings, c.task_timeout, c.principal = [], 5, "a@pve!t"
+    fake = FakeTasks(script)
+    monkeypatch.setattr(c, "call", fake)
+    monkeypatch.setattr(p.time, "sleep", lambda s: None)
+    return c, fake
+
+
+UPID = "UPID:pve1:00001234:00ABCDEF:6B07E31F:qmstart:811:a@pve!t:"
+
+
+def test_warnings_exit_status_is_success_and_the_warnings_are_kept(monkeypatch):
+    c, _ = client_with(monkeypatch, {
+        "/status": [{"status": "stopped", "exitstatus": "WARNINGS: 1"}],
+        "/log": [[{"n": 1, "t": "start VM 811"}, {"n": 2, "t": "WARN: no efidisk configured"},
+                  {"n": 3, "t": "TASK WARNINGS: 1"}]]})
+    status = c.wait("pve1", UPID, "starting VM 811")
+    assert status["warnings"] == ["no efidisk configured"]
+    assert c.warnings == [f"starting VM 811: no efidisk configured (task {UPID})"]
+
+
+def test_failed_task_is_an_error(monkeypatch):
+    c, _ = client_with(monkeypatch, {"/status": [{"status": "stopped", "exitstatus": "WARNINGS maybe"}],
+                                     "/log": [[{"n": 1, "t": "TASK ERROR: x"}]]})
+    with pytest.raises(p.ProxmoxError) as e:
+        c.wait("pve1", UPID, "starting VM 811")
+    assert e.value.details["task_log"] == ["TASK ERROR: x"]
+
+
+def test_lock_failing_inside_the_task_is_retried_then_succeeds(monkeypatch):
+    c, fake = client_with(monkeypatch, {
+        "/log": [[{"n": 1, "t": "TASK ERROR: VM is locked (backup)"}]],
+        "/status/start": [UPID],
+        "/tasks/": [{"status": "stopped", "exitstatus": "VM is locked (backup)"},
+                    {"status": "stopped", "exitstatus": "OK"}]})
+    assert c.run_task("pve1", "post", "nodes/pve1/qemu/811/status/start", "starting VM 811")["exitstatus"] == "OK"
+    starts = [x for x in fake.calls if x[1].endswith("/status/start")]
+    assert starts == [("post", "nodes/pve1/qemu/811/status/start")] * 2
+
+
+def test_lock_held_past_the_wait_fails_with_the_unlock_hint(monkeypatch):
+    c, _ = client_with(monkeypatch, {
+        "/log": [[{"n": 1, "t": "TASK ERROR: VM is locked (backup)"}]],
+        "/status/start": [UPID],
+        "/tasks/": [{"status": "stopped", "exitstatus": "VM is locked (backup)"}]})
+    clock = iter(range(0, 1000, 10))
+    monkeypatch.setattr(p.time, "monotonic", lambda: next(clock))
+    with pytest.raises(p.ProxmoxError) as e:
+        c.run_task("pve1", "post", "nodes/pve1/qemu/811/status/start", "starting VM 811")
+    assert "starting VM 811 failed: VM is locked (backup)" in e.value.msg
+    assert "qm unlock 811" in e.value.msg

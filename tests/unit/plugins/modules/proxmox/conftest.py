@@ -43,13 +43,23 @@ class FakeClient:
         self.iso = []
         self.calls = []
         self.fail_task = None
+        self.warnings = []
+        self.warn_task = None
+        # What pvestatd last saw, per VMID, when it differs from the live state (None: not seen yet).
+        self.resources_view = {}
 
     def call(self, method, path, **params):
         self.calls.append((method.upper(), path, params))
         parts = path.strip("/").split("/")
         if path == "cluster/resources":
-            return [{"vmid": k, "name": v["name"], "node": v["node"], "status": v["status"], "type": "qemu"}
-                    for k, v in self.vms.items()]
+            out = []
+            for k, v in self.vms.items():
+                seen = {"name": v["name"], "status": v["status"], **self.resources_view.get(k, {})}
+                out.append({"vmid": k, "node": v["node"], "type": "qemu",
+                            **{key: val for key, val in seen.items() if val is not None}})
+            return out
+        if method == "get" and parts[-1] == "current":
+            return {"status": self.vms[int(parts[3])]["status"], "vmid": int(parts[3])}
         if method == "get" and parts[-1] == "config":
             return copy.deepcopy(self.vms[int(parts[3])]["config"])
         if method == "get" and parts[-1] == "content":
@@ -67,7 +77,16 @@ class FakeClient:
         if self.fail_task and self.fail_task in upid:
             raise ProxmoxError(f"{what} failed: boom (task {upid})", upid=upid, exitstatus="boom",
                                task_log=["TASK ERROR: boom"])
+        if self.warn_task and self.warn_task in upid:
+            self.warnings.append(f"{what}: disk is almost full (task {upid})")
+            return {"exitstatus": "WARNINGS: 1", "warnings": ["disk is almost full"]}
         return {"exitstatus": "OK"}
+
+    def run_task(self, node, method, path, what, **params):
+        return self.wait(node, self.call(method, path, **params), what)
+
+    def vm_status(self, node, vmid):
+        return self.call("get", f"nodes/{node}/qemu/{vmid}/status/current")
 
     def writes(self):
         return [c for c in self.calls if c[0] != "GET"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 import copy
 
 import pytest
+from ansible.module_utils.common.warnings import get_warning_messages
+from ansible_collections.homecluster.platform.plugins.module_utils import _proxmox_vm as vmu
 from ansible_collections.homecluster.platform.plugins.modules import proxmox_talos_vm as m
 
 from .conftest import RUNNING_CONFIG
@@ -26,7 +28,7 @@ def test_desired_config_has_what_talos_needs():
               "nameservers": [], "disk": {"storage": "local-lvm", "size": 32, "options": "discard=on,ssd=1"},
               "network": {"bridge": "vmbr0", "vlan": 20, "mac": "bc:24:11:00:08:11", "model": "virtio",
                           "firewall": False}}
-    cfg = m.desired_config(params)
+    cfg = vmu.desired_config(params)
     assert cfg["bios"] == "ovmf" and cfg["machine"] == "q35" and cfg["cpu"] == "host"
     assert cfg["balloon"] == 0 and cfg["scsihw"] == "virtio-scsi-pci"
     assert cfg["efidisk0"] == "local-lvm:1,efitype=4m,pre-enrolled-keys=0"
@@ -40,6 +42,8 @@ def test_desired_config_has_what_talos_needs():
 @pytest.mark.parametrize(("key", "cur", "want", "equal"), [
     ("tags", "talos;controlplane", "controlplane;talos", True),
     ("tags", "talos", "controlplane;talos", False),
+    ("tags", "controlplane;talos", "Talos;ControlPlane", True),
+    ("tags", "controlplane,talos", "controlplane;talos", True),
     ("memory", "current=4096", "4096", True),
     ("memory", "2048", "4096", False),
     ("net0", "virtio=BC:24:11:00:08:11,bridge=vmbr0,tag=20", "virtio=bc:24:11:00:08:11,bridge=vmbr0,tag=20", True),
@@ -54,11 +58,11 @@ def test_desired_config_has_what_talos_needs():
     ("cores", None, 2, False),
 ])
 def test_compare_by_meaning(key, cur, want, equal):
-    assert m.compare(key, cur, want)[0] is equal
+    assert vmu.compare(key, cur, want)[0] is equal
 
 
 def test_disks_are_never_shrunk():
-    equal, note = m.compare("scsi0", "local-lvm:vm-811-disk-1,size=64G", "local-lvm:32")
+    equal, note = vmu.compare("scsi0", "local-lvm:vm-811-disk-1,size=64G", "local-lvm:32")
     assert equal and "never shrunk" in note
 
 
@@ -84,7 +88,8 @@ def test_unchanged_vm_makes_no_write_call(fake, run_module):
     res = run_module(m.main, ARGS)
     assert res.result["changed"] is False and res.result["changed_keys"] == []
     assert fake.writes() == []
-    assert [c[1] for c in fake.calls] == ["cluster/resources", "nodes/pve1/qemu/811/config"]
+    assert [c[1] for c in fake.calls] == ["cluster/resources", "nodes/pve1/qemu/811/config",
+                                          "nodes/pve1/qemu/811/status/current"]
 
 
 def test_safe_change_is_one_put_with_the_digest(fake, run_module):
@@ -117,7 +122,7 @@ def test_restart_change_on_running_vm_needs_opt_in(fake, run_module):
 
 
 def test_vmid_used_by_another_name_is_refused(fake, run_module):
-    fake.vms[811] = {"name": "intruder", "node": "pve2", "status": "stopped", "config": {}}
+    fake.vms[811] = {"name": "intruder", "node": "pve2", "status": "stopped", "config": {"name": "intruder"}}
     res = run_module(m.main, ARGS)
     assert res.failed
     assert "VMID 811 is already used by VM 'intruder' on node pve2" in res.result["msg"]
@@ -125,7 +130,7 @@ def test_vmid_used_by_another_name_is_refused(fake, run_module):
 
 
 def test_name_used_by_another_vmid_is_refused(fake, run_module):
-    fake.vms[900] = {"name": "cp1", "node": "pve1", "status": "running", "config": {}}
+    fake.vms[900] = {"name": "cp1", "node": "pve1", "status": "running", "config": {"name": "cp1"}}
     res = run_module(m.main, ARGS)
     assert res.failed and "already exists with VMID 900" in res.result["msg"]
 
@@ -158,3 +163,78 @@ def test_stopped_vm_is_started(fake, run_module):
     res = run_module(m.main, ARGS, diff=True)
     assert res.result["actions"] == ["start"]
     assert res.result["diff"] == {"before": {"status": "stopped"}, "after": {"status": "running"}}
+
+
+# ---------------------------------------------------------------- pvestatd lag (cluster/resources)
+def test_fresh_vm_without_name_in_resources_is_not_a_collision(fake, run_module):
+    """A VM created a moment ago: pvestatd has no name for it yet and status 'unknown'."""
+    running(fake)
+    fake.resources_view[811] = {"name": None, "status": "unknown"}
+    res = run_module(m.main, ARGS)
+    assert not res.failed, res.result["msg"]
+    assert res.result["changed"] is False and res.result["status"] == "running"
+    assert fake.writes() == []
+
+
+def test_stale_stopped_status_does_not_start_a_running_vm(fake, run_module):
+    running(fake)
+    fake.resources_view[811] = {"status": "stopped"}
+    res = run_module(m.main, ARGS)
+    assert not res.failed and res.result["actions"] == [] and fake.writes() == []
+
+
+def test_stale_status_does_not_skip_the_stop_before_destroy(fake, run_module):
+    running(fake)
+    fake.resources_view[811] = {"name": None, "status": "unknown"}
+    res = run_module(m.main, {**ARGS, "state": "absent"})
+    assert [(w[0], w[1]) for w in fake.writes()] == [("POST", "nodes/pve1/qemu/811/status/stop"),
+                                                     ("DELETE", "nodes/pve1/qemu/811")]
+    assert res.result["actions"] == ["stop", "destroy"]
+
+
+def test_collision_names_the_vm_from_its_config(fake, run_module):
+    fake.vms[811] = {"name": "intruder", "node": "pve2", "status": "running", "config": {"name": "intruder"}}
+    fake.resources_view[811] = {"name": None, "status": "unknown"}
+    res = run_module(m.main, ARGS)
+    assert res.failed and "already used by VM 'intruder' on node pve2" in res.result["msg"]
+    assert "None" not in res.result["msg"] and fake.writes() == []
+
+
+def test_fresh_vm_of_the_same_name_is_found_through_its_config(fake, run_module):
+    fake.vms[900] = {"name": "cp1", "node": "pve1", "status": "running", "config": {"name": "cp1"}}
+    fake.resources_view[900] = {"name": None, "status": "unknown"}
+    res = run_module(m.main, ARGS)
+    assert res.failed and "already exists with VMID 900" in res.result["msg"] and fake.writes() == []
+
+
+def test_stale_name_in_resources_is_checked_against_the_config(fake, run_module):
+    """VM 900 was just renamed from cp1: the resource list still says cp1, its config does not."""
+    fake.vms[900] = {"name": "cp9", "node": "pve1", "status": "running", "config": {"name": "cp9"}}
+    fake.resources_view[900] = {"name": "cp1"}
+    res = run_module(m.main, ARGS, check_mode=True)
+    assert not res.failed and res.result["created"]
+
+
+# ---------------------------------------------------------------- tags, warnings
+def test_mixed_case_tags_show_no_perpetual_diff(fake, run_module):
+    running(fake)  # PVE stored the tags lower-cased and sorted: controlplane;talos
+    res = run_module(m.main, {**ARGS, "tags": ["Talos", "ControlPlane", "talos"]}, diff=True)
+    assert res.result["changed"] is False and fake.writes() == []
+
+
+def test_tags_are_sent_as_pve_stores_them(fake, run_module):
+    run_module(m.main, {**ARGS, "tags": ["Talos", "ControlPlane"]})
+    assert fake.writes()[0][2]["tags"] == "controlplane;talos"
+
+
+def test_invalid_tag_fails_before_any_call(fake, run_module):
+    res = run_module(m.main, {**ARGS, "tags": ["talos", "control plane!"]})
+    assert res.failed and "control plane!" in res.result["msg"] and fake.calls == []
+
+
+def test_task_warnings_are_success_and_shown(fake, run_module):
+    fake.warn_task = "qmstart"
+    res = run_module(m.main, ARGS)
+    assert not res.failed and res.result["changed"]
+    assert len(res.result["task_warnings"]) == 1 and "disk is almost full" in res.result["task_warnings"][0]
+    assert any("disk is almost full" in w for w in get_warning_messages())
