@@ -15,15 +15,16 @@ import random
 import re
 import time
 
+import pvesim_model
 from pvesim_model import (
     CLOUDINIT_KEYS,
     CPU_KEYS,
     DISK_RE,
+    DISKOPT_KEYS,
+    GENERAL_KEYS,
     HWTYPE_KEYS,
-    KNOWN_KEYS,
     MAC_OUI,
     MEMORY_KEYS,
-    NAME_RE,
     NET_RE,
     NON_HOTPLUG,
     ApiError,
@@ -34,7 +35,8 @@ from pvesim_model import (
 )
 
 VERSION = {"version": "8.4.1", "release": "8.4", "repoid": "2a5fa54a8503f96d"}
-INT_KEYS = {"cores", "sockets", "onboot", "balloon", "vcpus", "cpuunits", "protection", "template", "numa"}
+INT_KEYS = {"cores", "sockets", "onboot", "balloon", "vcpus", "cpuunits", "protection", "template", "numa", "acpi",
+            "kvm", "tablet", "localtime"}
 SCSIHW = {"lsi", "lsi53c810", "virtio-scsi-pci", "virtio-scsi-single", "megasas", "pvscsi"}
 NET_MODELS = {"virtio", "e1000", "e1000e", "rtl8139", "vmxnet3"}
 ROUTES = []
@@ -145,6 +147,21 @@ def _vm_resource(vmid, vm):
     return e
 
 
+def _statd_resource(vmid, vm, seen):
+    """A VM as /cluster/resources shows it: VMID and node from the cluster's VM list (at once), tags and
+    lock from the config (at once), name, status and usage from pvestatd's last round (`seen`)."""
+    live = _vm_resource(vmid, vm)
+    e = {"id": live["id"], "type": "qemu", "vmid": vmid, "node": vm["node"], "template": 0}
+    if seen is None:
+        e["status"] = "unknown"
+    else:
+        e.update({k: v for k, v in seen.items() if k not in ("tags", "lock")})
+    for k in ("tags", "lock"):
+        if k in live:
+            e[k] = live[k]
+    return e
+
+
 @route("GET", "/cluster/resources")
 def get_cluster_resources(cl, who, p):
     kind = p.get("type")
@@ -153,9 +170,10 @@ def get_cluster_resources(cl, who, p):
     out = []
     with cl.lock:
         if kind in (None, "vm"):
+            seen = cl.pvestatd_view()
             for vmid, vm in sorted(cl.vms.items()):
                 if cl.can(who, f"/vms/{vmid}", ["VM.Audit"]):
-                    out.append(_vm_resource(vmid, vm))
+                    out.append(_statd_resource(vmid, vm, seen.get(vmid)))
         if kind in (None, "node"):
             for n in cl.nodes:
                 if cl.can(who, f"/nodes/{n}", ["Sys.Audit"]):
@@ -246,7 +264,7 @@ def post_download_url(cl, who, p, node, storage):
     cl.check(who, f"/storage/{storage}", ["Datastore.AllocateTemplate"])
     if not (cl.can(who, "/", ["Sys.Modify"]) and cl.can(who, "/", ["Sys.Audit"])) and \
             not cl.can(who, f"/nodes/{node}", ["Sys.AccessNetwork"]):
-        raise ApiError(403, f"Permission check failed (/nodes/{node}, Sys.AccessNetwork)")
+        raise ApiError(403, "Permission check failed")  # an 'or' of two checks: PVE names neither
     st = cl.storage(node, storage)
     if p["content"] not in st["content"]:
         raise ApiError(500, f"storage '{storage}' is not configured for content-type '{p['content']}'")
@@ -325,76 +343,75 @@ def get_qemu_list(cl, who, p, node):
 
 
 def _config_privs(key):
-    if DISK_RE.match(key):
-        return ["VM.Config.Disk"]
+    """(privileges, any_of) for one non-drive option, as check_vm_modify_config_perm decides."""
     if NET_RE.match(key):
-        return ["VM.Config.Network"]
-    if key in CPU_KEYS:
-        return ["VM.Config.CPU"]
+        return ["VM.Config.Network"], False
+    if key in CPU_KEYS or re.match(r"^numa\d+$", key):
+        return ["VM.Config.CPU"], False
     if key in MEMORY_KEYS:
-        return ["VM.Config.Memory"]
-    if key in HWTYPE_KEYS:
-        return ["VM.Config.HWType"]
-    if key in CLOUDINIT_KEYS:
-        return ["VM.Config.Cloudinit"]
-    return ["VM.Config.Options"]
+        return ["VM.Config.Memory"], False
+    if key in HWTYPE_KEYS or re.match(r"^serial\d+$", key):
+        return ["VM.Config.HWType"], False
+    if key in GENERAL_KEYS:
+        return ["VM.Config.Options"], False
+    if key in DISKOPT_KEYS:
+        return ["VM.Config.Disk"], False
+    if key in CLOUDINIT_KEYS or re.match(r"^ipconfig\d+$", key):
+        return ["VM.Config.Cloudinit", "VM.Config.Network"], True
+    raise ApiError(500, f"only root can set '{key}' config")
 
 
-def _check_config_perms(cl, who, vmid, params):
-    keys = [k for k in params if k not in ("vmid", "node", "digest", "delete", "skiplock", "start", "revert")]
-    keys += [k for k in re.split(r"[,;\s]+", params.get("delete", "")) if k]
+def _storage_access(cl, who, vmid, key, value):
+    """check_storage_access: new volumes need Datastore.AllocateSpace, ISOs read access to their storage."""
+    d = parse_prop(value, "file")
+    volid = d.get("file", "")
+    store, _, volname = volid.partition(":")
+    if not volid or volid in ("none", "cloudinit") or volname == "cloudinit" or key.startswith("unused"):
+        return
+    if volid == "cdrom":
+        cl.check(who, "/", ["Sys.Console"])
+    elif re.match(r"^([^/:\s]+:)?\d+(\.\d+)?$", volid) and d.get("media") != "cdrom":
+        cl.check(who, f"/storage/{store}", ["Datastore.AllocateSpace"])
+    elif volname.startswith(("iso/", "vztmpl/", "import/")):
+        cl.check(who, f"/storage/{store}", ["Datastore.AllocateSpace", "Datastore.Audit"], any_of=True)
+    elif not re.match(rf"^(vm|base)-{vmid}-", volname):
+        cl.check(who, f"/storage/{store}", ["Datastore.Allocate"])
+
+
+def _check_config_perms(cl, who, vmid, params, create=False):
+    """The permission checks of create_vm (create=True) or update_vm for these parameters."""
+    keys = [k for k in params if k not in ("vmid", "node", "digest", "delete", "skiplock", "start", "revert",
+                                           "pool", "storage", "force", "background_delay")]
+    deleted = [k for k in re.split(r"[,;\s]+", params.get("delete", "")) if k]
     for key in keys:
-        if key == "ide2" and "media=cdrom" in str(params.get(key, "")):
-            cl.check(who, f"/vms/{vmid}", ["VM.Config.CDROM"])
+        if DISK_RE.match(key):
+            _storage_access(cl, who, vmid, key, params[key])
+    for key in keys + deleted:
+        if DISK_RE.match(key):
+            if create:
+                continue  # create checks drives through storage access only
+            value = str(params.get(key, ""))
+            if "cloudinit" in value:
+                cl.check(who, f"/vms/{vmid}", ["VM.Config.Cloudinit", "VM.Config.CDROM"])
+            elif "media=cdrom" in value:
+                cl.check(who, f"/vms/{vmid}", ["VM.Config.CDROM"])
+            else:
+                cl.check(who, f"/vms/{vmid}", ["VM.Config.Disk"])
             continue
-        cl.check(who, f"/vms/{vmid}", _config_privs(key))
-        value = str(params.get(key, ""))
-        if DISK_RE.match(key) and ":" in value and not value.startswith("none"):
-            store = value.split(":", 1)[0]
-            cl.check(who, f"/storage/{store}", ["Datastore.AllocateSpace"])
-        if NET_RE.match(key) and value:
-            bridge = parse_prop(value).get("bridge")
+        privs, any_of = _config_privs(key)
+        cl.check(who, f"/vms/{vmid}", privs, any_of=any_of)
+    for key in keys:
+        if NET_RE.match(key):
+            d = parse_prop(params[key])
+            bridge = d.get("bridge")
             if bridge:
-                cl.check(who, f"/sdn/zones/localnetwork/{bridge}", ["SDN.Use"])
+                path = f"/sdn/zones/localnetwork/{bridge}" + (f"/{d['tag']}" if d.get("tag") else "")
+                cl.check(who, path, ["SDN.Use"])
 
 
-def _validate(params):
-    errors = {}
-    for key, value in params.items():
-        if key in ("vmid", "node", "digest", "delete", "skiplock", "start", "revert"):
-            continue
-        if not (key in KNOWN_KEYS or DISK_RE.match(key) or NET_RE.match(key)):
-            errors[key] = "property is not defined in schema and the schema does not allow additional properties"
-        elif key in INT_KEYS and not re.match(r"^-?\d+$", str(value)):
-            errors[key] = f"type check ('integer') failed - got '{value}'"
-        elif key == "cores" and int(value) < 1:
-            errors[key] = "value must have a minimum value of 1"
-        elif key == "memory":
-            cur = parse_prop(value, "current").get("current", "")
-            if not cur.isdigit() or int(cur) < 16:
-                errors[key] = "value must have a minimum value of 16"
-        elif key == "name" and not NAME_RE.match(str(value)):
-            errors[key] = "invalid format - value does not look like a valid DNS name"
-        elif key == "bios" and value not in ("seabios", "ovmf"):
-            errors[key] = f"value '{value}' does not have a value in the enumeration 'seabios, ovmf'"
-        elif key == "scsihw" and value not in SCSIHW:
-            errors[key] = f"value '{value}' does not have a value in the enumeration '{', '.join(sorted(SCSIHW))}'"
-        elif NET_RE.match(key):
-            d = parse_prop(value)
-            model = d.get("model") or next((k for k in d if k in NET_MODELS), None)
-            if not model:
-                errors[key] = "invalid format - format error: model: property is missing and it is not optional"
-            mac = d.get("macaddr") or d.get(model or "", "1")
-            if mac not in ("1", "") and not re.match(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$", mac):
-                errors[key] = f"invalid format - unable to parse mac address '{mac}'"
-        elif key.startswith("ipconfig"):
-            d = parse_prop(value)
-            ip = d.get("ip", "")
-            if ip and ip != "dhcp" and not re.match(r"^\d+\.\d+\.\d+\.\d+/\d+$", ip):
-                errors[key] = (f"invalid format - value '{ip}' does not look like a valid IPv4 network "
-                               "configuration")
-    if errors:
-        raise param_error(errors)
+def _tags_value(value):
+    """PVE stores tags lower-cased (case-insensitive tag style, the default), de-duplicated and sorted."""
+    return ";".join(sorted({t.lower() for t in re.split(r"[;,\s]+", str(value)) if t}))
 
 
 def _net_value(value):
@@ -459,6 +476,8 @@ def _apply_config(cl, node, vmid, vm, params, hot=True):
             continue
         if NET_RE.match(key):
             value = _net_value(value)
+        elif key == "tags":
+            value = _tags_value(value)
         elif DISK_RE.match(key):
             value = _disk_value(cl, node, vmid, key, value, cfg)
         elif key in INT_KEYS:
@@ -489,18 +508,12 @@ def _with_pending(vm):
 @route("POST", "/nodes/{node}/qemu")
 def post_qemu_create(cl, who, p, node):
     _node(cl, node)
-    # Schema validation (400, every bad parameter at once) comes before any permission check.
-    errors = {}
-    for check in (lambda: _vmid(p["vmid"]) if "vmid" in p else _missing("vmid"), lambda: _validate(p)):
-        try:
-            check()
-        except ApiError as e:
-            errors.update(e.errors or {})
-    if errors:
-        raise param_error(errors)
+    # The schema (400, every bad parameter at once) was checked by the server before this handler.
     vmid = _vmid(p["vmid"])
-    cl.check(who, f"/vms/{vmid}", ["VM.Allocate"])
-    _check_config_perms(cl, who, vmid, p)
+    pool = p.get("pool")
+    if not (cl.can(who, f"/vms/{vmid}", ["VM.Allocate"]) or (pool and cl.can(who, f"/pool/{pool}", ["VM.Allocate"]))):
+        raise ApiError(403, "Permission check failed")  # raise_perm_exc() without arguments, as create_vm does
+    _check_config_perms(cl, who, vmid, p, create=True)
     with cl.lock:
         if vmid in cl.vms:
             raise ApiError(500, f"VM {vmid} already exists on node '{cl.vms[vmid]['node']}'")
@@ -534,10 +547,6 @@ def post_qemu_create(cl, who, p, node):
     upid = cl.start_task(node, "qmcreate", vmid, who, work, vmid=vmid, on_error=cleanup)
     cl.save()
     return upid
-
-
-def _missing(key):
-    raise param_error({key: "property is missing and it is not optional"})
 
 
 def _uuid(vmid, salt):
@@ -589,7 +598,6 @@ def _update_config(cl, who, p, node, vmid):
     _node(cl, node)
     vmid = _vmid(vmid)
     _check_config_perms(cl, who, vmid, p)
-    _validate(p)
     with cl.lock:
         vm = cl.vm(node, vmid)
         cl.check_lock(vm, _bool(p.get("skiplock", 0)) and who == "root@pam")
@@ -637,7 +645,6 @@ def put_qemu_resize(cl, who, p, node, vmid):
     cl.check(who, f"/vms/{vmid}", ["VM.Config.Disk"])
     with cl.lock:
         vm = cl.vm(node, vmid)
-        cl.check_lock(vm)
         disk = p["disk"]
         if disk not in vm["config"]:
             raise ApiError(500, f"disk '{disk}' does not exist")
@@ -649,9 +656,12 @@ def put_qemu_resize(cl, who, p, node, vmid):
         new = cur + size_to_bytes(m.group(2)) if m.group(1) else size_to_bytes(m.group(2))
         if new < cur:
             raise ApiError(500, "shrinking disks is not supported")
+        cl.check(who, f"/storage/{d['file'].split(':', 1)[0]}", ["Datastore.AllocateSpace"])
+    skip = _bool(p.get("skiplock", 0)) and who == "root@pam"
 
     def work(task):
         with cl.lock:
+            cl.check_lock(vm, skip)  # inside the worker, as PVE checks it: 200 + UPID, then the task fails
             entry = cl.volume(node, d["file"])
             entry["size"] = new
             parts = [x for x in vm["config"][disk].split(",") if not x.startswith("size=")]
@@ -668,14 +678,15 @@ def delete_qemu(cl, who, p, node, vmid):
     _node(cl, node)
     vmid = _vmid(vmid)
     cl.check(who, f"/vms/{vmid}", ["VM.Allocate"])
+    skip = _bool(p.get("skiplock", 0)) and who == "root@pam"
     with cl.lock:
         vm = cl.vm(node, vmid)
-        cl.check_lock(vm, _bool(p.get("skiplock", 0)) and who == "root@pam")
         if vm["status"] == "running":
             raise ApiError(500, f"VM {vmid} is running - destroy failed")
 
     def work(task):
         with cl.lock:
+            cl.check_lock(vm, skip)  # in the worker (destroy_vm), after the early checks
             for k, v in vm["config"].items():
                 if (DISK_RE.match(k) or k.startswith("unused")) and ":" in str(v) and "/iso/" not in str(v):
                     cl.free_volume(node, str(v).split(",", 1)[0])
@@ -741,11 +752,12 @@ def post_qemu_status(cl, who, p, node, vmid, action):
     with cl.lock:
         vm = cl.vm(node, vmid)
         skip = _bool(p.get("skiplock", 0)) and who == "root@pam"
-        cl.check_lock(vm, skip)
         if action in ("reboot", "reset") and vm["status"] != "running":
             raise ApiError(500, f"VM {vmid} not running")
 
     def work(task):
+        with cl.lock:
+            cl.check_lock(vm, skip)  # PVE checks the lock inside the worker: 200 + UPID, then the task fails
         if action == "start":
             _do_start(cl, vmid, vm, task)
         elif action in ("stop", "shutdown"):
@@ -757,3 +769,6 @@ def post_qemu_status(cl, who, p, node, vmid, action):
     ttype = {"start": "qmstart", "stop": "qmstop", "shutdown": "qmshutdown", "reboot": "qmreboot",
              "reset": "qmreset", "suspend": "qmsuspend", "resume": "qmresume"}[action]
     return cl.start_task(node, ttype, vmid, who, work, vmid=vmid)
+
+
+pvesim_model.Cluster.resource_fn = staticmethod(_vm_resource)

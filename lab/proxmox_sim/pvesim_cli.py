@@ -112,7 +112,7 @@ def cmd_serve(args):
     _check_loopback(args.address)
     config = load_config(args.config)
     for key, value in (("power_hook_url", args.power_hook), ("talos_port_stub", args.talos_port_stub),
-                       ("task_delay", args.task_delay)):
+                       ("task_delay", args.task_delay), ("status_period", args.status_period)):
         if value is not None:
             config[key] = value
     os.makedirs(args.dir, exist_ok=True)
@@ -143,7 +143,7 @@ def cmd_up(args):
     cmd = [sys.executable, os.path.abspath(__file__), "serve", "--dir", args.dir, "--config", args.config,
            "--address", args.address, "--port", str(args.port)]
     for flag, value in (("--power-hook", args.power_hook), ("--talos-port-stub", args.talos_port_stub),
-                        ("--task-delay", args.task_delay)):
+                        ("--task-delay", args.task_delay), ("--status-period", args.status_period)):
         if value is not None:
             cmd += [flag, str(value)]
     if args.fresh:
@@ -210,6 +210,8 @@ def main(argv=None):
             p.add_argument("--talos-port-stub", type=int, default=None,
                            help="without a hook: listen on VM address:PORT while the VM runs")
             p.add_argument("--task-delay", type=float, default=None, help="seconds a task runs")
+            p.add_argument("--status-period", type=float, default=None,
+                           help="seconds between pvestatd rounds feeding /cluster/resources (default 10; 0 live)")
             p.add_argument("--fresh", action="store_true", help="forget the persisted state")
             p.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)

@@ -41,18 +41,19 @@ ROLES = {
     "NoAccess": [],
 }
 
-# Which privilege guards which VM option (PVE::API2::Qemu check_vm_modify_config_perm).
-CPU_KEYS = {"cores", "sockets", "cpu", "cpulimit", "cpuunits", "vcpus", "affinity", "numa"}
+# Which privilege guards which VM option: qemu-server's PVE::API2::Qemu option groups and
+# check_vm_modify_config_perm (drives, serial ports and tags are checked apart from these).
+CPU_KEYS = {"cores", "cpu", "cpulimit", "cpuunits", "numa", "smp", "sockets", "vcpus", "affinity"}
 MEMORY_KEYS = {"memory", "balloon", "shares"}
-HWTYPE_KEYS = {"bios", "machine", "scsihw", "vga", "ostype", "tpmstate0", "serial0", "keyboard"}
-CLOUDINIT_KEYS = {"ipconfig0", "ipconfig1", "nameserver", "searchdomain", "ciuser", "cipassword", "sshkeys",
-                  "citype", "ciupgrade", "cicustom"}
-DISK_RE = re.compile(r"^(scsi|virtio|sata|ide|efidisk|unused)\d+$")
+HWTYPE_KEYS = {"acpi", "hotplug", "kvm", "machine", "scsihw", "smbios1", "tablet", "vga", "watchdog", "audio0"}
+GENERAL_KEYS = {"agent", "autostart", "bios", "description", "keyboard", "localtime", "migrate_downtime",
+                "migrate_speed", "name", "onboot", "ostype", "protection", "reboot", "startdate", "startup", "tdf",
+                "template", "tags", "vmgenid", "meta"}
+DISKOPT_KEYS = {"boot", "bootdisk", "vmstatestorage"}
+CLOUDINIT_KEYS = {"cicustom", "cipassword", "citype", "ciuser", "ciupgrade", "nameserver", "searchdomain", "sshkeys"}
+DISK_RE = re.compile(r"^(scsi|virtio|sata|ide|efidisk|tpmstate|unused)\d+$")
 NET_RE = re.compile(r"^net\d+$")
-KNOWN_KEYS = (CPU_KEYS | MEMORY_KEYS | HWTYPE_KEYS | CLOUDINIT_KEYS |
-              {"name", "description", "tags", "onboot", "boot", "agent", "start", "vmid", "node", "digest",
-               "delete", "revert", "skiplock", "protection", "hotplug", "template", "startup", "args"})
-NON_HOTPLUG = CPU_KEYS | MEMORY_KEYS | HWTYPE_KEYS
+NON_HOTPLUG = CPU_KEYS | MEMORY_KEYS | HWTYPE_KEYS | {"bios", "ostype"}
 MAC_OUI = "BC:24:11"
 NAME_RE = re.compile(r"^(?=.{1,63}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9-]+)*$")
 
@@ -153,8 +154,52 @@ class Cluster:
         self.running_tasks = 0
         self.max_running_tasks = 0
         self.faults = []
+        # pvestatd: /cluster/resources takes name, status and usage from its last round, every
+        # status_period seconds (PVE: about 10 s); 0 shows the live state.
+        self.status_period = float(config.get("status_period", 10))
+        self._statd = {}
         if state_file and os.path.exists(state_file):
             self._load()
+        self.refresh_pvestatd()
+        if self.status_period > 0:
+            threading.Thread(target=self._pvestatd_loop, daemon=True, name="pvestatd").start()
+
+    # ---------- pvestatd ----------
+    resource_fn = None  # set by pvesim_api: (vmid, vm) -> the VM's live resource entry
+
+    def refresh_pvestatd(self):
+        """One pvestatd round: remember every VM's name, status and usage as they are now."""
+        if not self.resource_fn:
+            return
+        with self.lock:
+            self._statd = {vmid: self.resource_fn(vmid, vm) for vmid, vm in self.vms.items()}
+
+    def _pvestatd_loop(self):
+        while True:
+            time.sleep(self.status_period)
+            self.refresh_pvestatd()
+
+    def pvestatd_view(self):
+        """{vmid: entry} as pvestatd last saw it (the live state when status_period is 0)."""
+        if self.status_period <= 0:
+            self.refresh_pvestatd()
+        return dict(self._statd)
+
+    def hold_lock(self, vmid, lock, seconds):
+        """A backup (or another job) holds the VM's config lock for `seconds`, as vzdump does."""
+        with self.lock:
+            vm = self.vms.get(int(vmid))
+            if not vm:
+                raise ApiError(400, f"no VM {vmid}")
+            vm["config"]["lock"] = lock
+
+        def release():
+            time.sleep(float(seconds))
+            with self.lock:
+                if vm["config"].get("lock") == lock:
+                    vm["config"].pop("lock", None)
+
+        threading.Thread(target=release, daemon=True).start()
 
     # ---------- persistence ----------
     def _load(self):
@@ -258,6 +303,7 @@ class Cluster:
             self.running_tasks += 1
             self.max_running_tasks = max(self.max_running_tasks, self.running_tasks)
         fault = self.take_fault("task_error", task_type=ttype, vmid=vmid)
+        warning = self.take_fault("task_warning", task_type=ttype, vmid=vmid)
         delay = self.task_delay + float((fault or {}).get("delay", 0))
 
         def run():
@@ -273,8 +319,13 @@ class Cluster:
                 finally:
                     if flock is not None:
                         flock.release()
-                task.exitstatus = "OK"
-                task.log.append("TASK OK")
+                if warning:
+                    task.log.append(f"WARN: {warning.get('message', 'simulated warning')}")
+                    task.exitstatus = "WARNINGS: 1"
+                    task.log.append("TASK WARNINGS: 1")
+                else:
+                    task.exitstatus = "OK"
+                    task.log.append("TASK OK")
             except ApiError as e:
                 if on_error:
                     on_error(task)

@@ -20,7 +20,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pvesim_api as api
-from pvesim_model import ApiError, Cluster
+import pvesim_schema as schema
+from pvesim_model import ApiError, Cluster, param_error
 
 TICKET_LIFETIME = 7200
 READ_METHODS = ("GET", "HEAD")
@@ -220,6 +221,9 @@ class Handler(BaseHTTPRequestHandler):
                 if fault.get("status"):
                     raise ApiError(int(fault["status"]), fault.get("message", "simulated failure"))
             who = self._auth(method)
+            errors = schema.errors_for(method, template, params, args)
+            if errors:
+                raise param_error(errors)
             lock_fault = cl.take_fault("lock", method=method, path=sub)
             if lock_fault:
                 raise ApiError(500, f"VM is locked ({lock_fault.get('lock', 'backup')})")
@@ -246,6 +250,12 @@ class Handler(BaseHTTPRequestHandler):
             if method == "GET":
                 return self._send(200, {"faults": cl.faults})
             if method == "POST":
+                if params.get("type") == "backup":
+                    try:
+                        cl.hold_lock(params["vmid"], params.get("lock", "backup"), params.get("seconds", 5))
+                    except ApiError as e:
+                        return self._send(400, {"error": e.message})
+                    return self._send(200, {"faults": cl.faults, "locked": params["vmid"]})
                 with cl.lock:
                     cl.faults.append(params)
                 return self._send(200, {"faults": cl.faults})
@@ -260,6 +270,9 @@ class Handler(BaseHTTPRequestHandler):
                 content = {"|".join(k): list(v) for k, v in cl.content.items()}
             running = [t.upid for t in cl.tasks.values() if t.status == "running"]
             return self._send(200, {"vms": vms, "content": content, "running_tasks": running})
+        if path == "/_sim/pvestatd" and method == "POST":
+            cl.refresh_pvestatd()
+            return self._send(200, {"refreshed": True})
         if path == "/_sim/reset" and method == "POST":
             with cl.lock:
                 cl.vms.clear()

@@ -45,7 +45,7 @@ def sim(tmp_path_factory):
     hook = HTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
     config = cli.load_config(cli.DEFAULT_CONFIG)
-    config.update(task_delay=0.05, lock_timeout=1,
+    config.update(task_delay=0.05, lock_timeout=1, status_period=0,
                   power_hook_url=f"http://127.0.0.1:{hook.server_address[1]}/power")
     cli.make_certs(str(d), "127.0.0.1")
     srv = make_server(config, "127.0.0.1", 0, str(d / "server.pem"), str(d / "server.key"),
@@ -101,7 +101,7 @@ def test_token_privileges_and_pve_error_format(sim):
     with pytest.raises(ResourceException) as e:
         create(p, 991)
     assert e.value.status_code == 403
-    assert e.value.content == "Permission check failed (/vms/991, VM.Allocate)"
+    assert e.value.content == "Permission check failed"  # create_vm's raise_perm_exc() carries no path
     with pytest.raises(ResourceException) as e:
         api(sim, secret="wrong").version.get()
     assert e.value.status_code == 401
@@ -205,3 +205,95 @@ def test_state_persists(sim):
 def test_refuses_non_loopback_bind():
     with pytest.raises(SystemExit, match="loopback"):
         cli._check_loopback("192.168.1.10")
+
+
+NOT_IN_SCHEMA = "property is not defined in schema and the schema does not allow additional properties"
+
+
+@pytest.mark.parametrize(("call", "bad"), [
+    (lambda p: p.cluster.resources.get(type="vm", bogus=1), "bogus"),
+    (lambda p: p.nodes("pve1").storage("local").content.get(content="iso", colour="red"), "colour"),
+    (lambda p: p.nodes("pve1").qemu(992).config.get(verbose=1), "verbose"),
+    (lambda p: p.nodes("pve1").qemu(992).status.current.get(full=1), "full"),
+    (lambda p: p.nodes("pve1").qemu(992).status.start.post(fast=1), "fast"),
+    (lambda p: p.nodes("pve1").qemu(992).resize.put(disk="scsi0", size="11G", grow=1), "grow"),
+    (lambda p: p.nodes("pve1").qemu(992).config.put(cores=2, turbo=1), "turbo"),
+    (lambda p: p.nodes("pve1").qemu(992).delete(force=1), "force"),
+    (lambda p: p.nodes("pve1").storage("local")("download-url").post(url="https://x/y.iso", content="iso",
+                                                                      filename="y.iso", mirror=1), "mirror"),
+])
+def test_unknown_parameters_are_refused_on_every_endpoint(sim, call, bad):
+    with pytest.raises(ResourceException) as e:
+        call(api(sim))
+    assert e.value.status_code == 400 and e.value.content == "Parameter verification failed."
+    assert e.value.errors == {bad: NOT_IN_SCHEMA}
+
+
+def test_keys_pve_accepts_are_accepted(sim):
+    p = api(sim)
+    upid = create(p, 995, acpi=1, smbios1="uuid=5b0f6d1c-1c38-4c2b-9a61-2d4b8f7e0c11,manufacturer=aG9tZQ==",
+                  ipconfig5="ip=dhcp", net5="virtio,bridge=vmbr0", ipconfig31="ip=10.0.0.2/24,gw=10.0.0.1",
+                  serial1="socket", serial3="socket", scsi30="local-lvm:1", ide3="none,media=cdrom",
+                  net31="e1000,bridge=vmbr0,tag=4094")
+    assert wait(p, upid)["exitstatus"] == "OK"
+    cfg = p.nodes("pve1").qemu(995).config.get()
+    assert cfg["acpi"] == 1 and cfg["serial3"] == "socket" and cfg["ipconfig31"].startswith("ip=10.0.0.2/24")
+
+
+@pytest.mark.parametrize(("extra", "key", "text"), [
+    ({"scsi31": "local-lvm:1"}, "scsi31", NOT_IN_SCHEMA),
+    ({"ide4": "none,media=cdrom"}, "ide4", NOT_IN_SCHEMA),
+    ({"net32": "virtio,bridge=vmbr0"}, "net32", NOT_IN_SCHEMA),
+    ({"ipconfig32": "ip=dhcp"}, "ipconfig32", NOT_IN_SCHEMA),
+    ({"serial4": "socket"}, "serial4", NOT_IN_SCHEMA),
+    ({"net0": "virtio,bridge=vmbr0,tag=0"}, "net0", "value must have a minimum value of 1"),
+    ({"net0": "virtio,bridge=vmbr0,tag=4095"}, "net0", "value must have a maximum value of 4094"),
+    ({"ide2": "local:iso/talos.iso"}, "ide2", "media=cdrom"),
+    ({"scsi1": "local:iso/talos.iso,media=disk"}, "scsi1", "media=cdrom"),
+    ({"memory": "8"}, "memory", "minimum value of 16"),
+    ({"bios": "uefi"}, "bios", "enumeration 'seabios, ovmf'"),
+    ({"acpi": "maybe"}, "acpi", "type check ('boolean')"),
+    ({"smbios1": "colour=red"}, "smbios1", "colour"),
+    ({"ipconfig0": "ip=10.0.0.300"}, "ipconfig0", "IPv4 network configuration"),
+    ({"scsi0": "local-lvm:10,discard=maybe"}, "scsi0", "discard"),
+])
+def test_invalid_values_are_refused_per_parameter(sim, extra, key, text):
+    p = api(sim)
+    with pytest.raises(ResourceException) as e:
+        create(p, 996, **extra)
+    assert e.value.status_code == 400 and key in e.value.errors and text in e.value.errors[key], e.value.errors
+    assert all(r["vmid"] != 996 for r in p.cluster.resources.get(type="vm"))
+
+
+def test_pvestatd_lags_behind_and_locks_fail_inside_tasks(tmp_path):
+    config = cli.load_config(cli.DEFAULT_CONFIG)
+    config.update(task_delay=0.05, lock_timeout=1, status_period=3600)
+    cli.make_certs(str(tmp_path), "127.0.0.1")
+    srv = make_server(config, "127.0.0.1", 0, str(tmp_path / "server.pem"), str(tmp_path / "server.key"))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    s = {"port": srv.server_address[1], "ca": str(tmp_path / "ca.pem")}
+    try:
+        p = api(s)
+        wait(p, create(p, 997, tags="Talos;ControlPlane;talos"))
+        entry = next(r for r in p.cluster.resources.get(type="vm") if r["vmid"] == 997)
+        assert entry["status"] == "unknown" and "name" not in entry and entry["node"] == "pve1"
+        assert entry["tags"] == "controlplane;talos"  # tags come from the config at once, lower-cased, sorted
+        assert p.nodes("pve1").qemu(997).status.current.get()["status"] == "stopped"  # the live state
+        srv.cluster.refresh_pvestatd()
+        entry = next(r for r in p.cluster.resources.get(type="vm") if r["vmid"] == 997)
+        assert entry["name"] == "vm997" and entry["status"] == "stopped"
+        srv.cluster.hold_lock(997, "backup", 3600)
+        upid = p.nodes("pve1").qemu(997).status.start.post()  # 200 and a UPID, as PVE answers
+        assert UPID_RE.match(upid) and wait(p, upid)["exitstatus"] == "VM is locked (backup)"
+        upid = p.nodes("pve1").qemu(997).resize.put(disk="scsi0", size="12G")
+        assert wait(p, upid)["exitstatus"] == "VM is locked (backup)"
+        with pytest.raises(ResourceException) as e:  # a config write checks the lock at once
+            p.nodes("pve1").qemu(997).config.put(cores=3)
+        assert e.value.status_code == 500 and e.value.content == "VM is locked (backup)"
+        srv.cluster.vms[997]["config"].pop("lock")
+        srv.cluster.faults.append({"type": "task_warning", "task_type": "qmstart", "vmid": 997, "message": "w1"})
+        upid = p.nodes("pve1").qemu(997).status.start.post()
+        assert wait(p, upid)["exitstatus"] == "WARNINGS: 1"
+        assert [x["t"] for x in p.nodes("pve1").tasks(upid).log.get()][-2:] == ["WARN: w1", "TASK WARNINGS: 1"]
+    finally:
+        srv.shutdown()

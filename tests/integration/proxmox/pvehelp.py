@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Helpers of the Proxmox integration tests: the simulator in-process, the modules run as Ansible runs them."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+COLLECTIONS = REPO_ROOT / ".collections"
+sys.path.insert(0, str(REPO_ROOT / "lab" / "proxmox_sim"))
+import pvesim_cli as cli
+from pvesim_server import make_server  # noqa: F401 - re-exported for conftest
+
+TOKEN = "5f0c8e2a-1b7d-4c3e-9a61-2d4b8f7e0c11"
+
+
+class Sim:
+    """One simulator: its API for the modules, its lab endpoints for the tests."""
+
+    def __init__(self, srv, ca):
+        self.srv, self.ca = srv, ca
+        self.port = srv.server_address[1]
+        self.url = f"https://127.0.0.1:{self.port}"
+
+    def admin(self, method, path, body=None):
+        r = requests.request(method, f"{self.url}/_sim/{path}", json=body, verify=self.ca, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def pvestatd(self):
+        """Run one pvestatd round now (the fixture's period is an hour, so nothing refreshes by itself)."""
+        self.admin("POST", "pvestatd")
+
+    def resources(self):
+        return {r["vmid"]: r for r in self.api_get("cluster/resources", type="vm")}
+
+    def api_get(self, path, **params):
+        r = requests.get(f"{self.url}/api2/json/{path}", params=params, verify=self.ca, timeout=10,
+                         headers={"Authorization": f"PVEAPIToken=root@pam!lab={TOKEN}"})
+        r.raise_for_status()
+        return r.json()["data"]
+
+    def api(self, method, path, **params):
+        r = requests.request(method, f"{self.url}/api2/json/{path}", data=params, verify=self.ca, timeout=10,
+                             headers={"Authorization": f"PVEAPIToken=root@pam!lab={TOKEN}"})
+        r.raise_for_status()
+        return r.json()["data"]
+
+    def wait_task(self, node, upid):
+        import time  # noqa: PLC0415
+
+        while True:
+            st = self.api_get(f"nodes/{node}/tasks/{upid}/status")
+            if st["status"] == "stopped":
+                return st
+            time.sleep(0.02)
+
+    def writes(self):
+        return self.admin("GET", "stats")["writes"]
+
+    def tasks(self, node="pve1"):
+        return self.api_get(f"nodes/{node}/tasks", limit=500)
+
+
+def sim_config(**tokens):
+    config = cli.load_config(cli.DEFAULT_CONFIG)
+    config = copy.deepcopy(config)
+    config.update(task_delay=0.05, lock_timeout=2, status_period=3600)
+    config["tokens"]["root@pam!lab"] = {"secret": TOKEN, "privsep": False}
+    config["tokens"].update(tokens)
+    return config
+
+
+def conn(sim, user="automation@pve", token="ansible", secret=TOKEN):  # noqa: S107 - lab token
+    return {"api_host": "127.0.0.1", "api_port": sim.port, "api_user": user, "api_token_id": token,
+            "api_token_secret": secret, "ca_path": sim.ca, "task_timeout": 60}
+
+
+def run_module(name, args, check=False, diff=True, expect_fail=False):
+    """Run a module of this collection as Ansible would (own process, JSON on stdin); return its result."""
+    payload = {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check, "_ansible_diff": diff}}
+    env = {**os.environ, "PYTHONPATH": str(COLLECTIONS)}
+    proc = subprocess.run(
+        [sys.executable, "-m", f"ansible_collections.homecluster.platform.plugins.modules.{name}"],
+        input=json.dumps(payload), capture_output=True, text=True, env=env, check=False, timeout=300)
+    try:
+        result = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"{name} printed no JSON: rc={proc.returncode} stdout={proc.stdout!r} stderr={proc.stderr!r}")
+    if expect_fail:
+        assert result.get("failed"), result
+    else:
+        assert not result.get("failed"), result
+    return result
