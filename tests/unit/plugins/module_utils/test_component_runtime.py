@@ -1,0 +1,229 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The per-component work of platform_components, on an in-memory cluster (no binaries).
+
+The fakes follow what kubectl and helm return (recorded shapes: see test_kube_cli.py): objects
+keyed by group/kind/namespace/name, a server-side dry run that defaults like the API server, and
+helm status with chart metadata and user values.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+from ansible_collections.homecluster.platform.plugins.module_utils import _component_runtime as rt
+from ansible_collections.homecluster.platform.plugins.module_utils import _components as comp
+from ansible_collections.homecluster.platform.plugins.module_utils._cli import CliError
+from ansible_collections.homecluster.platform.plugins.module_utils._kube_cli import object_key
+
+
+class FakeModule:
+    def __init__(self, check=False, diff=True):
+        self.check_mode = check
+        self._diff = diff
+
+
+class FakeKubectl:
+    def __init__(self):
+        self.objects = {}
+        self.writes = []
+        self.served = set()
+        self.calls = 0
+
+    def _stored(self, o, ns):
+        s = copy.deepcopy(o)
+        meta = s.setdefault("metadata", {})
+        if ns and "namespace" not in meta and o["kind"] not in ("Namespace", "CustomResourceDefinition"):
+            meta["namespace"] = ns
+        meta.setdefault("resourceVersion", "1")
+        meta.setdefault("managedFields", [{"manager": "homecluster"}])
+        if o["kind"] == "Namespace":
+            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+        return s
+
+    def get_many(self, objects, ns):
+        self.calls += 1
+        out = {}
+        for o in objects:
+            k = object_key(self._stored(o, ns))
+            if k in self.objects:
+                out[k] = self.objects[k]
+        return out
+
+    def apply(self, objects, ns, dry_run=False, secret=False):
+        self.calls += 1
+        out = []
+        for o in objects:
+            stored = self._stored(o, ns)
+            key = object_key(stored)
+            if key in self.objects:
+                merged = copy.deepcopy(self.objects[key])
+                merged.update({k: v for k, v in stored.items() if k != "metadata"})
+                merged["metadata"].update({k: v for k, v in stored["metadata"].items() if k != "resourceVersion"})
+                stored = merged
+            if not dry_run:
+                self.writes.append(("apply", key))
+                self.objects[key] = stored
+            out.append(stored)
+        return out
+
+    def delete(self, objects, ns, wait=True, timeout=300):
+        for o in objects:
+            k = object_key(self._stored(o, ns))
+            self.writes.append(("delete", k))
+            self.objects.pop(k, None)
+
+    def api_served(self, api, kind):
+        return (api, kind) in self.served
+
+    def run(self, args, **kw):
+        class R:
+            def json(self_inner):
+                return {"items": [v for k, v in self.objects.items()
+                                  if k[1] == "PersistentVolumeClaim" and k[2] == args[3]]}
+        return R()
+
+
+class FakeHelm:
+    def __init__(self):
+        self.releases = {}
+        self.writes = []
+
+    def status(self, name, ns):
+        r = self.releases.get((name, ns))
+        if not r:
+            return None
+        return {"name": name, "info": {"status": "deployed"}, "config": r["values"],
+                "chart": {"metadata": {"name": r["chart"], "version": r["version"]}}}
+
+    def upgrade(self, name, path, ns, values, timeout, secret=False):
+        self.writes.append(("upgrade", name))
+        chart, version = path.rsplit("-", 1)
+        self.releases[(name, ns)] = {"chart": chart, "version": version, "values": copy.deepcopy(values)}
+
+    def uninstall(self, name, ns, timeout):
+        self.writes.append(("uninstall", name))
+        self.releases.pop((name, ns))
+
+
+def delivery(check=False):
+    kube, helm = FakeKubectl(), FakeHelm()
+    d = rt.Delivery(FakeModule(check=check), {"poll_delay": 0, "values_check": True, "render_check": True},
+                    kube, helm, "/nonexistent", sleep=lambda s: None)
+    d.fetch_chart = lambda c: (f"{c['chart']['name']}-{c['chart']['version']}", None)
+    return d, kube, helm
+
+
+def component(**kw):
+    c = {"name": "hello", "namespace": "hello", "pod_security": "baseline",
+         "chart": {"name": "lab-hello", "version": "0.1.0", "repo": "https://charts.example.org"},
+         "values": {"replicaCount": 1},
+         "manifests": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "extra"}, "data": {"a": "b"}}]}
+    c.update(kw)
+    (n,) = comp.normalise([c])
+    return n
+
+
+def test_check_mode_predicts_everything_and_writes_nothing():
+    d, kube, helm = delivery(check=True)
+    d.deliver_helm(component())
+    assert kube.writes == [] and helm.writes == []
+    assert [(c["object"], c["action"]) for c in d.changes] == [
+        ("Namespace/hello", "create"), ("release hello", "install"), ("ConfigMap/extra", "create")]
+    assert "+chart" not in d.diffs[1]["after"] and "chart: lab-hello-0.1.0" in d.diffs[1]["after"]
+
+
+def test_apply_then_rerun_writes_nothing_and_reports_no_change():
+    d, kube, helm = delivery()
+    kube.served.add(("v1", "ConfigMap"))
+    c = component()
+    d.deliver_helm(c)
+    assert helm.writes == [("upgrade", "hello")]
+    assert len(kube.writes) == 2
+    d2 = rt.Delivery(FakeModule(), d.p, kube, helm, "/nonexistent", sleep=lambda s: None)
+    d2.fetch_chart = d.fetch_chart
+    kube.writes.clear()
+    helm.writes.clear()
+    d2.deliver_helm(c)
+    assert d2.changes == [] and kube.writes == [] and helm.writes == []
+
+
+def test_a_changed_value_upgrades_the_release_only():
+    d, kube, helm = delivery()
+    kube.served.add(("v1", "ConfigMap"))
+    d.deliver_helm(component())
+    kube.writes.clear()
+    helm.writes.clear()
+    d.changes.clear()
+    d.deliver_helm(component(values={"replicaCount": 2}))
+    assert helm.writes == [("upgrade", "hello")] and kube.writes == []
+    assert d.changes == [{"component": "hello", "object": "release hello", "action": "upgrade"}]
+
+
+def test_sensitive_values_and_secret_data_are_masked_in_diffs():
+    d, kube, helm = delivery(check=True)
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tok"}, "stringData": {"t": "hunter2"}}
+    d.deliver_helm(component(sensitive=True, values={"password": "hunter2"}, manifests=[secret]))
+    shown = repr(d.diffs)
+    assert "hunter2" not in shown
+    assert "<secret>" in shown
+
+
+def test_custom_resources_wait_for_their_api_then_fail_clearly():
+    d, kube, helm = delivery()
+    clock = iter(range(0, 10000, 100))
+    d.clock = lambda: next(clock)
+    c = component(timeout=300, manifests=[{"apiVersion": "lab.homecluster.dev/v1", "kind": "Widget",
+                                           "metadata": {"name": "w"}}])
+    with pytest.raises(CliError, match="Widget is not served after 300 s"):
+        d.deliver_helm(c)
+
+
+def test_readiness_by_path_and_condition():
+    d, kube, helm = delivery()
+    kube.objects[("lab.homecluster.dev", "Widget", "hello", "w")] = {
+        "apiVersion": "lab.homecluster.dev/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "hello"},
+        "status": {"phase": "Ready", "conditions": [{"type": "Ready", "status": "True"}]}}
+    c = component(manifests=[], ready=[
+        {"kind": "Widget", "api_version": "lab.homecluster.dev/v1", "name": "w", "path": "status.phase",
+         "value": "Ready"},
+        {"kind": "Widget", "api_version": "lab.homecluster.dev/v1", "name": "w", "condition": {"type": "Ready"}}])
+    d.wait_ready(c, "chart")
+    kube.objects[("lab.homecluster.dev", "Widget", "hello", "w")]["status"]["phase"] = "Pending"
+    clock = iter(range(0, 10000, 100))
+    d.clock = lambda: next(clock)
+    with pytest.raises(CliError, match="status.phase='Pending', want 'Ready'"):
+        d.wait_ready(c, "chart")
+
+
+def test_rolled_out_needs_every_replica_updated_and_no_old_one():
+    dep = {"kind": "Deployment", "metadata": {"generation": 2}, "spec": {"replicas": 2},
+           "status": {"observedGeneration": 2, "updatedReplicas": 2, "availableReplicas": 2, "replicas": 2}}
+    assert rt.rolled_out(dep)
+    assert not rt.rolled_out(dict(dep, status=dict(dep["status"], replicas=3)))
+    assert not rt.rolled_out(dict(dep, status=dict(dep["status"], observedGeneration=1)))
+    ds = {"kind": "DaemonSet", "metadata": {"generation": 1},
+          "status": {"observedGeneration": 1, "desiredNumberScheduled": 3, "numberReady": 3,
+                     "updatedNumberScheduled": 2, "numberAvailable": 3}}
+    assert not rt.rolled_out(ds)
+
+
+def test_removal_keeps_data_and_namespace_without_opt_ins():
+    d, kube, helm = delivery()
+    kube.served.add(("v1", "ConfigMap"))
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"}}
+    c = component(manifests_before=[pvc])
+    d.deliver_helm(c)
+    d.remove_helm(component(manifests_before=[pvc], state="absent"))
+    assert ("hello", "hello") not in helm.releases
+    assert ("", "ConfigMap", "hello", "extra") not in kube.objects
+    assert ("", "PersistentVolumeClaim", "hello", "data") in kube.objects
+    assert ("", "Namespace", "", "hello") in kube.objects
+    d.remove_helm(component(manifests_before=[pvc], state="absent", remove={"data": True, "namespace": True}))
+    assert ("", "PersistentVolumeClaim", "hello", "data") not in kube.objects
+    assert ("", "Namespace", "", "hello") not in kube.objects
+
+
+def test_removing_the_namespace_without_data_is_refused_in_preflight():
+    d, kube, helm = delivery()
+    (p,) = d.preflight([component(state="absent", remove={"namespace": True})])
+    assert "set remove.data too" in p["message"]
