@@ -85,7 +85,10 @@ def conn(sim, user="automation@pve", token="ansible", secret=TOKEN):  # noqa: S1
 
 
 def run_module(name, args, check=False, diff=True, expect_fail=False):
-    """Run a module of this collection as Ansible would (own process, JSON on stdin); return its result."""
+    """Run a module of this collection as Ansible would (own process, JSON on stdin); return its result.
+
+    expect_fail: True (must fail), False (must succeed) or None (either; the caller looks).
+    """
     payload = {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check, "_ansible_diff": diff}}
     env = {**os.environ, "PYTHONPATH": str(COLLECTIONS)}
     proc = subprocess.run(
@@ -97,6 +100,6 @@ def run_module(name, args, check=False, diff=True, expect_fail=False):
         pytest.fail(f"{name} printed no JSON: rc={proc.returncode} stdout={proc.stdout!r} stderr={proc.stderr!r}")
     if expect_fail:
         assert result.get("failed"), result
-    else:
+    elif expect_fail is not None:
         assert not result.get("failed"), result
     return result
