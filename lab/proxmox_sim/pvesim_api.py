@@ -663,6 +663,9 @@ def put_qemu_resize(cl, who, p, node, vmid):
         with cl.lock:
             cl.check_lock(vm, skip)  # inside the worker, as PVE checks it: 200 + UPID, then the task fails
             entry = cl.volume(node, d["file"])
+            store = d["file"].split(":", 1)[0]
+            cl.check_space(store, cl.storage(node, store), cl.content_of(node, store), new - entry["size"],
+                           d["file"].split(":", 1)[1])
             entry["size"] = new
             parts = [x for x in vm["config"][disk].split(",") if not x.startswith("size=")]
             vm["config"][disk] = ",".join([*parts, f"size={bytes_to_size(new)}"])

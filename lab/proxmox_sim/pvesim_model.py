@@ -185,13 +185,18 @@ class Cluster:
             self.refresh_pvestatd()
         return dict(self._statd)
 
-    def hold_lock(self, vmid, lock, seconds):
-        """A backup (or another job) holds the VM's config lock for `seconds`, as vzdump does."""
+    def hold_lock(self, vmid, lock, seconds=None, failures=None):
+        """A backup (or another job) holds the VM's config lock, as vzdump does: for `seconds`, or until
+        it has made `failures` calls or tasks fail (a deterministic "the backup ends meanwhile")."""
         with self.lock:
             vm = self.vms.get(int(vmid))
             if not vm:
                 raise ApiError(400, f"no VM {vmid}")
             vm["config"]["lock"] = lock
+            if failures is not None:
+                vm["lock_failures_left"] = int(failures)
+        if seconds is None:
+            return
 
         def release():
             time.sleep(float(seconds))
@@ -374,9 +379,20 @@ class Cluster:
         while f"{storage}:vm-{vmid}-disk-{n}" in content:
             n += 1
         volid = f"{storage}:vm-{vmid}-disk-{n}"
+        self.check_space(storage, st, content, size_bytes, f"vm-{vmid}-disk-{n}")
         content[volid] = {"volid": volid, "content": "images", "format": fmt, "size": size_bytes,
                           "vmid": vmid, "ctime": int(time.time())}
         return volid
+
+    @staticmethod
+    def check_space(storage, st, content, size_bytes, name):
+        """Refuse an allocation the storage has no room for, as LVM answers it (4 MiB extents)."""
+        total = st.get("total", 100 << 30)
+        free = total - sum(e["size"] for e in content.values())
+        if size_bytes > free:
+            extents = lambda n: max(n, 0) // (4 << 20)  # noqa: E731 - LVM counts 4 MiB extents
+            raise ApiError(500, f"lvcreate 'pve/{name}' error:   Volume group \"pve\" has insufficient free space "
+                           f"({extents(free)} extents): {extents(size_bytes)} required. (storage '{storage}')")
 
     def free_volume(self, node, volid):
         storage = volid.split(":", 1)[0]
@@ -402,6 +418,11 @@ class Cluster:
     def check_lock(self, vm, skiplock=False):
         lock = vm["config"].get("lock")
         if lock and not skiplock:
+            if "lock_failures_left" in vm:
+                vm["lock_failures_left"] -= 1
+                if vm["lock_failures_left"] <= 0:
+                    vm.pop("lock_failures_left")
+                    vm["config"].pop("lock", None)
             raise ApiError(500, f"VM is locked ({lock})")
 
     def maxdisk(self, vm):

@@ -252,7 +252,8 @@ class Handler(BaseHTTPRequestHandler):
             if method == "POST":
                 if params.get("type") == "backup":
                     try:
-                        cl.hold_lock(params["vmid"], params.get("lock", "backup"), params.get("seconds", 5))
+                        cl.hold_lock(params["vmid"], params.get("lock", "backup"), params.get("seconds"),
+                                     params.get("failures"))
                     except ApiError as e:
                         return self._send(400, {"error": e.message})
                     return self._send(200, {"faults": cl.faults, "locked": params["vmid"]})

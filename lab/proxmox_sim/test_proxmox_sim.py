@@ -2,6 +2,7 @@
 """The simulator answers like Proxmox VE 8 to proxmoxer: auth, privileges, tasks, locks, faults, counts, hook."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -207,6 +208,7 @@ def test_refuses_non_loopback_bind():
         cli._check_loopback("192.168.1.10")
 
 
+VMIDS = itertools.count(1000)
 NOT_IN_SCHEMA = "property is not defined in schema and the schema does not allow additional properties"
 
 
@@ -259,10 +261,11 @@ def test_keys_pve_accepts_are_accepted(sim):
 ])
 def test_invalid_values_are_refused_per_parameter(sim, extra, key, text):
     p = api(sim)
+    vmid = next(VMIDS)  # each case its own VMID, so one wrongly accepted create does not spill into the next
     with pytest.raises(ResourceException) as e:
-        create(p, 996, **extra)
+        create(p, vmid, **extra)
     assert e.value.status_code == 400 and key in e.value.errors and text in e.value.errors[key], e.value.errors
-    assert all(r["vmid"] != 996 for r in p.cluster.resources.get(type="vm"))
+    assert all(r["vmid"] != vmid for r in p.cluster.resources.get(type="vm"))
 
 
 def test_pvestatd_lags_behind_and_locks_fail_inside_tasks(tmp_path):
@@ -282,7 +285,7 @@ def test_pvestatd_lags_behind_and_locks_fail_inside_tasks(tmp_path):
         srv.cluster.refresh_pvestatd()
         entry = next(r for r in p.cluster.resources.get(type="vm") if r["vmid"] == 997)
         assert entry["name"] == "vm997" and entry["status"] == "stopped"
-        srv.cluster.hold_lock(997, "backup", 3600)
+        srv.cluster.hold_lock(997, "backup")
         upid = p.nodes("pve1").qemu(997).status.start.post()  # 200 and a UPID, as PVE answers
         assert UPID_RE.match(upid) and wait(p, upid)["exitstatus"] == "VM is locked (backup)"
         upid = p.nodes("pve1").qemu(997).resize.put(disk="scsi0", size="12G")

@@ -29,6 +29,8 @@ PERM_RE = re.compile(r"Permission check failed \(([^,]+), ([^)]+)\)")
 BARE_PERM_RE = re.compile(r"^Permission check failed\.?$")
 WARNINGS_RE = re.compile(r"^WARNINGS: \d+$")
 LOCK_WAIT = 30
+SERVICE_ERRORS = {502, 503, 504, 595, 596, 597, 598, 599}
+SPACE_RE = re.compile(r"insufficient free space|No space left on device|not enough space|out of space", re.I)
 UNLOCK_HINT = ("Another task holds the VM (a backup, a migration, a snapshot); wait for it to end (Datacenter > "
                "Tasks), or, if the lock is stale, clear it on the node with 'qm unlock {vmid}'.")
 
@@ -104,7 +106,7 @@ def bare_permission_hint(principal: str, method: str, path: str, params: dict[st
             f"{method} /{path} in the API viewer and docs/roles/proxmox_vm.md.")
 
 
-def explain(status: int | None, message: str | None, principal: str, method: str, path: str, *,
+def explain(status: int | None, message: str | None, principal: str, method: str, path: str, *,  # noqa: PLR0911 - one answer per kind of error
             params: dict[str, Any] | None = None) -> str:
     """A message for an API error that says what to do about it."""
     text = (message or "").strip()
@@ -122,7 +124,23 @@ def explain(status: int | None, message: str | None, principal: str, method: str
                 "api_token_secret (or api_password).")
     if LOCK_RE.search(text):
         return f"{base}. {UNLOCK_HINT.format(vmid=_vmid_of(path, params))}"
+    if "detected modified configuration" in text:
+        return f"{base}. Someone changed the VM while this run planned its change: rerun to plan again."
+    if status in SERVICE_ERRORS:
+        return (f"{base}. The Proxmox API (pveproxy/pvedaemon on the node) did not serve the call: check the "
+                "node ('systemctl status pveproxy pvedaemon', 'journalctl -u pvedaemon'), then rerun; the "
+                "modules read the current state first, so a rerun goes on where this run stopped.")
     return base
+
+
+def task_hint(exitstatus: str) -> str:
+    """What to do about a failed task's exit status."""
+    if SPACE_RE.search(exitstatus):
+        store = re.search(r"storage '([^']+)'", exitstatus)
+        where = f"storage '{store.group(1)}'" if store else "the storage"
+        return (f"{where} has no room for the volume: free space on it (or grow it), or put the disk on another "
+                "storage (disk.storage / data_disk.storage), then rerun.")
+    return "The task log (task_log) shows what failed; fix that, then rerun."
 
 
 class ProxmoxClient:
@@ -158,6 +176,7 @@ class ProxmoxClient:
             kwargs.update(user=user, password=p["api_password"])
             self.principal = user
         self.task_timeout = p["task_timeout"]
+        self.api_timeout = p["api_timeout"]
         try:
             self.api = ProxmoxAPI(p["api_host"], **kwargs)
         except ResourceException as e:
@@ -189,7 +208,13 @@ class ProxmoxClient:
             except ProxmoxError:
                 raise
             except Exception as e:
-                raise ProxmoxError(f"Proxmox API {method.upper()} {path} failed: {e}") from None
+                hint = ("no answer within api_timeout ({t} s): check that the node is up and not overloaded, raise "
+                        "api_timeout if it is only slow, then rerun; a write may still have happened, and the "
+                        "rerun reads it back before doing anything" if "timed out" in str(e).lower() or
+                        type(e).__name__ in ("Timeout", "ReadTimeout", "ConnectTimeout") else
+                        "check that the node is up and reachable (api_host, api_port), then rerun")
+                raise ProxmoxError(f"Proxmox API {method.upper()} {path} failed: {e}. "
+                                   f"{hint.format(t=self.api_timeout)}") from None
 
     def wait(self, node: str, upid: Any, what: str | None = None) -> dict[str, Any]:
         """Wait for a task; raise ProxmoxError with its exit status and log tail when it did not end OK.
@@ -222,6 +247,8 @@ class ProxmoxClient:
         if LOCK_RE.search(exitstatus):
             parts = upid.split(":")
             msg += ". " + UNLOCK_HINT.format(vmid=(parts[6] if len(parts) > 6 and parts[6] else "<vmid>"))
+        else:
+            msg += ". " + task_hint(exitstatus)
         raise ProxmoxError(msg, upid=upid, exitstatus=exitstatus, task_log=lines[-20:])
 
     def task_log(self, node: str, upid: str) -> list[str]:

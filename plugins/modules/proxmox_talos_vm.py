@@ -365,8 +365,13 @@ class TalosVM:
         self.result["status"] = "running" if self.p["started"] else "stopped"
         if self.module.check_mode:
             return self.result
-        self.client.wait(node, self.client.call("post", f"nodes/{node}/qemu", vmid=vmid, **want),
-                         f"creating VM {vmid} '{self.p['name']}' on {node}")
+        try:
+            self.client.wait(node, self.client.call("post", f"nodes/{node}/qemu", vmid=vmid, **want),
+                             f"creating VM {vmid} '{self.p['name']}' on {node}")
+        except ProxmoxError as e:
+            if e.details.get("upid"):  # the create task ran and failed: PVE removed what it had made
+                e.msg += f" Proxmox removed the half-created VM {vmid}, so a rerun creates it afresh."
+            raise
         if self.p["started"]:
             self.task("post", f"nodes/{node}/qemu/{vmid}/status/start", f"starting VM {vmid}")
         self.result["config"] = managed(self.client.call("get", f"nodes/{node}/qemu/{vmid}/config"))

@@ -48,18 +48,18 @@ def test_stale_stopped_status_does_not_start_a_running_vm(sim):
 
 def test_backup_lock_fails_inside_the_task_and_is_retried(sim):
     run_module("proxmox_talos_vm", vm(sim, 503, started=False))
-    sim.admin("POST", "faults", {"type": "backup", "vmid": 503, "seconds": 1.5})
+    sim.admin("POST", "faults", {"type": "backup", "vmid": 503, "failures": 2})  # ends after two refused starts
     res = run_module("proxmox_talos_vm", vm(sim, 503))
     assert res["actions"] == ["start"] and res["status"] == "running"
     starts = [t for t in sim.tasks() if t["type"] == "qmstart" and t["id"] == "503"]
     # PVE answered 200 with a UPID and the task failed on the lock; the module retried until the backup ended.
-    assert "VM is locked (backup)" in [t["status"] for t in starts]
-    assert starts[0]["status"] == "OK"
+    assert [t["status"] for t in starts].count("VM is locked (backup)") == 2
+    assert max(starts, key=lambda t: t["pid"])["status"] == "OK"  # the last start (pids only grow)
 
 
 def test_lock_held_by_a_backup_names_qm_unlock(sim, monkeypatch):
     run_module("proxmox_talos_vm", vm(sim, 504, started=False))
-    sim.admin("POST", "faults", {"type": "backup", "vmid": 504, "seconds": 3600})
+    sim.admin("POST", "faults", {"type": "backup", "vmid": 504})  # held until the test ends
     res = run_module("proxmox_talos_vm", {**vm(sim, 504), "cores": 3}, expect_fail=True)
     # A config write is checked at once (500), and the module retried it before failing.
     assert "VM is locked (backup)" in res["msg"] and "qm unlock 504" in res["msg"]

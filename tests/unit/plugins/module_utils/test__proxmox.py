@@ -122,3 +122,13 @@ def test_lock_held_past_the_wait_fails_with_the_unlock_hint(monkeypatch):
         c.run_task("pve1", "post", "nodes/pve1/qemu/811/status/start", "starting VM 811")
     assert "starting VM 811 failed: VM is locked (backup)" in e.value.msg
     assert "qm unlock 811" in e.value.msg
+
+
+def test_service_errors_and_full_storage_say_what_to_do():
+    msg = p.explain(503, "Service Unavailable", "a@pve!t", "GET", "cluster/resources")
+    assert "systemctl status pveproxy pvedaemon" in msg and "rerun" in msg
+    exists = p.explain(500, "VM 811 already exists on node 'pve1'", "a@pve!t", "POST", "nodes/pve1/qemu")
+    assert "pveproxy" not in exists
+    hint = p.task_hint("lvcreate 'pve/vm-811-disk-1' error: Volume group \"pve\" has insufficient free space "
+                       "(10 extents): 2560 required. (storage 'local-lvm')")
+    assert "storage 'local-lvm' has no room" in hint and "disk.storage" in hint
