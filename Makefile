@@ -52,9 +52,9 @@ sanity: venv ## ansible-test sanity
 units: venv ## ansible-test units
 	@bash lab/tools/ansible-test.sh units
 
-pytest: tools ## pytest: lab, simulators and modules against real tools; go test of the Talos simulator
+pytest: tools ## pytest: lab, simulators, modules against real tools, the preflight corpus; go test of the Talos simulator
 	@echo "== go test (lab/talos_sim)"; cd lab/talos_sim && go test ./...
-	@echo "== pytest"; $(PYTHON) -m pytest -q tests/integration lab
+	@echo "== pytest"; $(PYTHON) -m pytest -q tests/integration tests/preflight lab
 
 molecule: tools ## Every molecule scenario
 	@for s in $(MOLECULE_SCENARIOS); do \

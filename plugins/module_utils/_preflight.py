@@ -583,7 +583,7 @@ def check_rook(data):  # noqa: PLR0912 - one flat list of rules reads best
                                "rook_ceph_teardown_confirmation to 'yes-really-destroy-data' to confirm."))
         return out
     osd_nodes = [dict(n) for n in data.get("osd_nodes") or [] if isinstance(n, dict)]
-    by_name = {str(v): k for k, v in (data.get("hostnames") or {}).items()}
+    by_name = {str(v or k): k for k, v in (data.get("hostnames") or {}).items()}
     sizes = data.get("disk_sizes") or {}
     for n in osd_nodes:
         host = n.get("host") or by_name.get(str(n.get("name")), "")
@@ -693,7 +693,8 @@ def check_compat(table, component, aspect, release, against, *, variable, allow=
         return [finding(rule, variable, f"{name} {_fmt(rel)} is not in the compatibility table "
                                         f"(compat/compatibility.yml knows {known}); add it with its source to have "
                                         "it checked.", severity="warning")]
-    severity = "error" if section.get("on_outside", "refuse") == "refuse" and component not in allow else "warning"
+    allowed = component in allow or f"{component}.{aspect}" in allow
+    severity = "error" if section.get("on_outside", "refuse") == "refuse" and not allowed else "warning"
     source = entry.get("source") or section.get("source", "")
     if aspect == "kubernetes":
         k = _minor(against)
@@ -711,7 +712,7 @@ def check_compat(table, component, aspect, release, against, *, variable, allow=
                         f"{_fmt(k)}{(' (' + against_variable + ')') if against_variable else ''}. Nearest supported: "
                         f"{hint}, or Kubernetes {nearest_k} with {name} {_fmt(rel)}. Source: {source}"
                         + ("" if severity == "error" or section.get("on_outside") == "warn" else
-                           f" (allowed by homecluster_preflight_allow_unsupported: {component})"),
+                           f" (allowed by homecluster_preflight_allow_unsupported: {component}.{aspect})"),
                         severity=severity)]
     if aspect == "ceph":
         major = _int(re.sub(r"^v", "", str(against)).split(".")[0], -1)
