@@ -1,5 +1,5 @@
 {{- define "cilium.image" -}}
-{{ .Values.image.repository }}:v{{ default .Chart.AppVersion .Values.image.tag }}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default (printf "v%s" .Chart.AppVersion) }}
 {{- end -}}
 {{- define "cilium.bool" -}}
 {{ ternary "true" "false" (eq (toString .) "true") }}
