@@ -10,6 +10,10 @@ matching version. Binaries land in ``$HOMECLUSTER_CACHE/bin`` (default
 ``~/.cache/homecluster/bin``); a stamp per tool records the recipe so that a second run
 rebuilds nothing.
 
+A tool may also give ``build_env`` (extra Go environment, e.g. GOFIPS140), ``writable_copy``
+(build from a copy of the module with files its published zip lacks) and ``share_dirs``
+(directories of the module copied to ``$HOMECLUSTER_CACHE/share/<tool>/``).
+
 Usage: build.py [--list] [--only NAME ...] [--jobs N]
 """
 from __future__ import annotations
@@ -83,6 +87,39 @@ def upstream_replaces(module: str, version: str, workdir: Path, env: dict[str, s
     return lines
 
 
+def module_dir(module: str, version: str, workdir: Path, env: dict[str, str]) -> Path:
+    """The read-only directory of a downloaded module in Go's module cache."""
+    info = json.loads(run(["go", "mod", "download", "-json", f"{module}@{version}"], workdir, env))
+    return Path(info["Dir"])
+
+
+def writable_copy(spec: dict, workdir: Path, env: dict[str, str]) -> str:
+    """Copy the program's module next to the wrapper and add the files its published zip lacks
+    (flux-operator embeds web/dist, a build output not in the module); return the copy's name."""
+    src = module_dir(spec["module"], spec["version"], workdir, env)
+    dest = workdir / "module"
+    shutil.copytree(src, dest)
+    for path in [dest, *dest.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    for rel, text in spec["writable_copy"]["files"].items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_text(text)
+    return dest.name
+
+
+def copy_share_dirs(name: str, spec: dict, share: Path, workdir: Path, env: dict[str, str]) -> None:
+    """Copy data directories of the module (flux-operator's Flux manifests) to share/<tool>/."""
+    moddir = module_dir(spec["module"], spec["version"], workdir, env)
+    if share.exists():
+        shutil.rmtree(share)
+    for dest, src in spec["share_dirs"].items():
+        if not (moddir / src).is_dir():
+            raise SystemExit(f"{name}: {src} is not a directory of {spec['module']}@{spec['version']}")
+        shutil.copytree(moddir / src, share / dest)
+        for path in (share / dest).rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
 def go_binary_name(pkg: str) -> str:
     """The file name `go build -o dir/` gives a main package: its last path element, skipping a
     major-version suffix (go.etcd.io/etcd/server/v3 -> server)."""
@@ -110,7 +147,8 @@ def build_tool(name: str, spec: dict, root: Path, env: dict[str, str], gover: st
     packages.update(spec.get("extra_packages", {}))
     digest = recipe_hash(name, spec, gover)
     stamp = stampdir / f"{name}.json"
-    if stamp.exists() and all((bindir / b).exists() for b in packages):
+    shared = not spec.get("share_dirs") or (root / "share" / name).is_dir()
+    if stamp.exists() and shared and all((bindir / b).exists() for b in packages):
         if json.loads(stamp.read_text()).get("digest") == digest:
             return "up to date"
 
@@ -133,20 +171,25 @@ def build_tool(name: str, spec: dict, root: Path, env: dict[str, str], gover: st
     for module, (version, _reason) in spec.get("substitute_modules", {}).items():
         replaces = [r for r in replaces if not r.startswith(module + " ")]
         replaces.append(f"{module} => {module} {version}")
+    imports = "\n".join(f'\t_ "{p}"' for p in packages.values())
+    (workdir / "tools.go").write_text(
+        f"//go:build tools\n\n// Package tools pins the programs this wrapper builds.\npackage tools\n\n"
+        f"import (\n{imports}\n)\n")
+    if spec.get("writable_copy"):
+        replaces.append(f"{spec['module']} => ./{writable_copy(spec, workdir, env)}")
     gomod = [f"module homecluster.local/tools/{name}", "", "go 1.26", "", "require ("]
     gomod += [f"\t{m} {v}" for m, v in modules.items()] + [")", ""]
     if replaces:
         gomod += ["replace ("] + [f"\t{r}" for r in replaces] + [")", ""]
     (workdir / "go.mod").write_text("\n".join(gomod))
-    imports = "\n".join(f'\t_ "{p}"' for p in packages.values())
-    (workdir / "tools.go").write_text(
-        f"//go:build tools\n\n// Package tools pins the programs this wrapper builds.\npackage tools\n\n"
-        f"import (\n{imports}\n)\n")
-    run(["go", "mod", "tidy"], workdir, env)
+    build_env = {**env, **spec.get("build_env", {})}
+    run(["go", "mod", "tidy"], workdir, build_env)
     out = workdir / "out"
     out.mkdir()
     run(["go", "build", "-trimpath", "-ldflags", ldflags(spec), "-o", str(out) + "/",
-         *packages.values()], workdir, env)
+         *packages.values()], workdir, build_env)
+    if spec.get("share_dirs"):
+        copy_share_dirs(name, spec, root / "share" / name, workdir, env)
     for binary, pkg in packages.items():
         built = out / go_binary_name(pkg)
         if not built.exists():
