@@ -116,7 +116,7 @@ downloaded:
   returned: always
   type: bool
 task_warnings:
-  description: Warnings of the download task when it ended with C(WARNINGS: n) (a success in Proxmox).
+  description: Warnings of the download task when it ended with the exit status C(WARNINGS), a success in Proxmox.
   returned: when downloaded
   type: list
   elements: str

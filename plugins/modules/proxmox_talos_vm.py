@@ -18,8 +18,9 @@ description:
     C(/cluster/resources) come from pvestatd and lag about 10 s behind (a VM created a moment ago has
     no name there, and status C(unknown)). A VMID held by a VM with another name, or the name held by
     another VMID, is refused before anything changes.
-  - A task that ends with C(WARNINGS: n) succeeded; its warnings are shown and returned in RV(task_warnings).
-    A task that fails because another task holds the VM (C(VM is locked (backup))) is retried for 30 s,
+  - A task that ends with the exit status C(WARNINGS) (and a count) succeeded; its warnings are shown
+    and returned in RV(task_warnings).
+  - A task that fails because another task holds the VM (C(VM is locked (backup))) is retried for 30 s,
     then reported with the C(qm unlock) hint.
   - Settings that can change in place (cores, memory, tags, description, start on boot, disk growth,
     a new data disk, the ISO) are applied with one C(PUT config) carrying the config digest, so a
@@ -280,7 +281,7 @@ task_warnings:
   returned: always
   type: list
   elements: str
-  sample: ["starting VM 811: the cloud-init drive is not on shared storage (task UPID:pve1:...)"]
+  sample: ["starting VM 811 - the cloud-init drive is not on shared storage (task UPID:pve1:...)"]
 config:
   description: Managed settings as they are now (as they would be, in check mode).
   returned: success

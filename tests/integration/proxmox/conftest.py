@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from pvehelp import Sim, cli, make_server, sim_config
+from pvehelp import Sim, cli, sim_config
+from pvesim_server import make_server
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 COLLECTIONS = REPO_ROOT / ".collections"
 sys.path.insert(0, str(REPO_ROOT / "lab" / "proxmox_sim"))
 import pvesim_cli as cli
-from pvesim_server import make_server  # noqa: F401 - re-exported for conftest
 
 TOKEN = "5f0c8e2a-1b7d-4c3e-9a61-2d4b8f7e0c11"
 

@@ -85,10 +85,8 @@ def test_mixed_case_tags_converge(sim):
 @pytest.fixture(scope="module")
 def sim_no_allocate(make_sim):
     acl = [{"path": "/", "roles": ["PVEVMAdmin", "PVEDatastoreAdmin", "PVEAuditor", "PVESDNUser"]},
-           {"path": "/vms", "privs": [*("VM.Audit", "VM.Config.CPU", "VM.Config.Memory",
-                                                  "VM.Config.Options", "VM.Config.HWType", "VM.Config.Disk",
-                                                  "VM.Config.Network", "VM.PowerMgmt")],
-            "propagate": True}]
+           {"path": "/vms", "privs": ["VM.Audit", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Options",
+                                      "VM.Config.HWType", "VM.Config.Disk", "VM.Config.Network", "VM.PowerMgmt"]}]
     return make_sim(sim_config(**{"automation@pve!ansible": {"secret": TOKEN, "privsep": True, "acl": acl}}))
 
 

@@ -83,7 +83,7 @@ UPID = "UPID:pve1:00001234:00ABCDEF:6B07E31F:qmstart:811:a@pve!t:"
 
 
 def test_warnings_exit_status_is_success_and_the_warnings_are_kept(monkeypatch):
-    c, _ = client_with(monkeypatch, {
+    c, _fake = client_with(monkeypatch, {
         "/status": [{"status": "stopped", "exitstatus": "WARNINGS: 1"}],
         "/log": [[{"n": 1, "t": "start VM 811"}, {"n": 2, "t": "WARN: no efidisk configured"},
                   {"n": 3, "t": "TASK WARNINGS: 1"}]]})
@@ -93,8 +93,8 @@ def test_warnings_exit_status_is_success_and_the_warnings_are_kept(monkeypatch):
 
 
 def test_failed_task_is_an_error(monkeypatch):
-    c, _ = client_with(monkeypatch, {"/status": [{"status": "stopped", "exitstatus": "WARNINGS maybe"}],
-                                     "/log": [[{"n": 1, "t": "TASK ERROR: x"}]]})
+    c, _fake = client_with(monkeypatch, {"/status": [{"status": "stopped", "exitstatus": "WARNINGS maybe"}],
+                                         "/log": [[{"n": 1, "t": "TASK ERROR: x"}]]})
     with pytest.raises(p.ProxmoxError) as e:
         c.wait("pve1", UPID, "starting VM 811")
     assert e.value.details["task_log"] == ["TASK ERROR: x"]
@@ -112,7 +112,7 @@ def test_lock_failing_inside_the_task_is_retried_then_succeeds(monkeypatch):
 
 
 def test_lock_held_past_the_wait_fails_with_the_unlock_hint(monkeypatch):
-    c, _ = client_with(monkeypatch, {
+    c, _fake = client_with(monkeypatch, {
         "/log": [[{"n": 1, "t": "TASK ERROR: VM is locked (backup)"}]],
         "/status/start": [UPID],
         "/tasks/": [{"status": "stopped", "exitstatus": "VM is locked (backup)"}]})
