@@ -57,6 +57,7 @@ import os
 import re
 import sys
 
+from ansible import context
 from ansible.plugins.callback import CallbackBase
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -103,11 +104,8 @@ class CallbackModule(CallbackBase):
         tags = [t for t in (play.tags or []) if t not in ("always", "never")]
         self.layer = tags[0] if tags else self.play
         self.check_mode = self.check_mode or bool(getattr(play, "check_mode", False))
-        try:
-            from ansible import context  # noqa: PLC0415 - only the CLI sets it
-            self.check_mode = self.check_mode or bool(context.CLIARGS.get("check"))
-        except (ImportError, AttributeError):
-            pass
+        # The CLI's --check (a play can also set check_mode itself).
+        self.check_mode = self.check_mode or bool((context.CLIARGS or {}).get("check"))
 
     def _diff_text(self, diff):
         if not diff:

@@ -21,7 +21,7 @@ options:
     type: list
     elements: str
     default: []
-    choices: [proxmox_vms, proxmox_cluster, talos, cilium, rook, istio]
+    choices: [cilium, istio, proxmox_cluster, proxmox_vms, rook, talos]
   data:
     description:
       - The described inputs, by rule set (see the role's C(tasks/preflight.yml)); C(compat) is a
@@ -97,8 +97,13 @@ findings:
   returned: always
   type: list
   elements: dict
-  sample: [{rule: network.overlap, host: '', variable: cilium_lb_pools[lan].blocks[0], severity: error, layer: cilium,
-            message: "LB pool 'lan' 192.168.1.10-192.168.1.20 contains the address of node(s) cp1; ..."}]
+  sample:
+    - rule: network.overlap
+      host: ''
+      variable: cilium_lb_pools[lan].blocks[0]
+      severity: error
+      layer: cilium
+      message: LB pool 'lan' 192.168.1.10-192.168.1.20 contains the address of node(s) cp1; move the pool out of the node addresses.
 errors:
   description: The findings of severity error.
   returned: always
