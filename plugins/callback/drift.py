@@ -55,7 +55,6 @@ import datetime
 import json
 import os
 import re
-import sys
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
@@ -173,4 +172,4 @@ class CallbackModule(CallbackBase):
                               f"({summary}); report {path}")
         if self.changes and self.get_option("fail_on_drift") and not failed:
             # The only way a callback can set the exit code; every stdout output is already written.
-            sys.exit(int(self.get_option("drift_exit_code")))
+            raise SystemExit(int(self.get_option("drift_exit_code")))

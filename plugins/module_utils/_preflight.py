@@ -220,7 +220,7 @@ def check_unique(vms):
     """VMIDs, names, addresses and MACs given to one VM only."""
     out = []
     keys = (("vmid", "proxmox_vm_vmid", str), ("name", "proxmox_vm_name", str),
-            ("address", "proxmox_vm_address", lambda a: str(a).split("/")[0]),
+            ("address", "proxmox_vm_address", lambda a: str(a).split("/", maxsplit=1)[0]),
             ("mac", "proxmox_vm_mac", lambda m: str(m).upper()))
     for key, variable, norm in keys:
         seen = {}
@@ -779,8 +779,10 @@ def table(findings):
         e = sum(1 for f in findings if f["layer"] == layer and f["severity"] == "error")
         w = sum(1 for f in findings if f["layer"] == layer and f["severity"] == "warning")
         lines.append(f"{layer:<8} {e:>6} {w:>8}  {'REFUSED' if e else 'ok'}")
-    for f in sorted(findings, key=lambda f: (f["severity"] != "error", LAYERS.index(f["layer"])
-                                              if f["layer"] in LAYERS else 99)):
+    def order(f):
+        return (f["severity"] != "error", LAYERS.index(f["layer"]) if f["layer"] in LAYERS else 99)
+
+    for f in sorted(findings, key=order):
         where = f" {f['host']}" if f["host"] else ""
         lines.append(f"{f['severity'].upper():<7} {f['layer']}{where} {f['variable']}: {f['message']}")
     return lines

@@ -103,7 +103,7 @@ findings:
       variable: cilium_lb_pools[lan].blocks[0]
       severity: error
       layer: cilium
-      message: LB pool 'lan' 192.168.1.10-192.168.1.20 contains the address of node(s) cp1; move the pool out of the node addresses.
+      message: LB pool 'lan' 192.168.1.10-192.168.1.20 contains the address of node(s) cp1; move the pool.
 errors:
   description: The findings of severity error.
   returned: always

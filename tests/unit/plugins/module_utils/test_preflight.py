@@ -123,8 +123,8 @@ def test_control_plane_count_groups_and_schedulable():
 def cilium(**kw):
     values = {"kubeProxyReplacement": True, "k8sServiceHost": "localhost", "k8sServicePort": 7445,
               "bpf": {"masquerade": False, "hostLegacyRouting": False}, "cni": {"exclusive": False},
-              "socketLB": {"hostNamespaceOnly": True}, "hubble": {"enabled": True, "relay": {"enabled": True},
-                                                                 "ui": {"enabled": False}},
+              "socketLB": {"hostNamespaceOnly": True},
+              "hubble": {"enabled": True, "relay": {"enabled": True}, "ui": {"enabled": False}},
               "l2announcements": {"enabled": True}, "gatewayAPI": {"enabled": False}, "ipam": {"mode": "kubernetes"}}
     data = {"values": values, "istio_ambient": True, "forward_kube_dns_to_host": True, "l2_announcements": True,
             "lb_pools": [{"name": "lan", "blocks": [{"start": "192.168.1.200", "stop": "192.168.1.229"}]}],
