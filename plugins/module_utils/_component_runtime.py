@@ -120,6 +120,7 @@ class Delivery:
         self.charts: dict = {}
         self.crd_docs: dict = {}
         self._kube_version = p.get("kube_version") or ""
+        self._releases: dict | None = None
 
     # ------------------------------------------------------------------ reporting
     def record(self, c: dict, what: str, action: str, before: Any = None, after: Any = None) -> None:
@@ -208,8 +209,10 @@ class Delivery:
                     self.helm.template(c["name"], path, c["namespace"], c["values"], self.kube_version(),
                                        secret=c["sensitive"])
                 except CliError as e:
+                    said = "(helm's message is hidden: the values are sensitive)" if c["sensitive"] \
+                        else e.stderr.strip()[:600]
                     problems.append(self._problem(c, "values", f"chart {c['chart']['name']} {c['chart']['version']} "
-                                                  f"does not render with its values: {e.stderr.strip()[:600]}",
+                                                  f"does not render with its values: {said}",
                                                   variable=c["values_variable"]))
         return problems
 
@@ -274,19 +277,21 @@ class Delivery:
             self.kubectl.delete(gone, c["namespace"], timeout=c["timeout"])
 
     # ------------------------------------------------------------------ helm delivery
-    def release_view(self, c: dict, status: dict | None) -> dict:
-        if not status:
-            return {}
-        meta = (status.get("chart") or {}).get("metadata") or {}
-        return {"release": f"{c['name']} in {c['namespace']}", "chart": f"{meta.get('name')}-{meta.get('version')}",
-                "status": (status.get("info") or {}).get("status", "unknown"), "values": status.get("config") or {}}
+    def release(self, c: dict) -> dict | None:
+        """The installed release of c ({chart, status, revision}), from one helm list per run."""
+        if self._releases is None:
+            self._releases = self.helm.releases()
+        return self._releases.get((c["name"], c["namespace"]))
 
     def ensure_release(self, c: dict) -> None:
-        status = self.helm.status(c["name"], c["namespace"])
-        before = self.release_view(c, status)
+        current = self.release(c)
+        where = f"{c['name']} in {c['namespace']}"
+        before = {}
+        if current:
+            before = {"release": where, "chart": current["chart"], "status": current["status"],
+                      "values": self.helm.user_values(c["name"], c["namespace"])}
         desired_values = json.loads(json.dumps(c["values"]))
-        after = {"release": f"{c['name']} in {c['namespace']}",
-                 "chart": f"{c['chart']['name']}-{c['chart']['version']}", "status": "deployed",
+        after = {"release": where, "chart": f"{c['chart']['name']}-{c['chart']['version']}", "status": "deployed",
                  "values": desired_values}
         if before == after:
             return
@@ -295,11 +300,12 @@ class Delivery:
             shown_after = dict(after, values=MASK if before.get("values") == desired_values else MASK_CHANGED)
         else:
             shown_before, shown_after = before, after
-        self.record(c, f"release {c['name']}", "install" if not status else "upgrade", shown_before, shown_after)
+        self.record(c, f"release {c['name']}", "upgrade" if current else "install", shown_before, shown_after)
         if not self.check:
             path, _info = self.fetch_chart(c)
             self.helm.upgrade(c["name"], path, c["namespace"], c["values"], timeout=c["timeout"],
                               secret=c["sensitive"])
+            self._releases = None
 
     def deliver_helm(self, c: dict) -> None:
         if c["namespace_create"]:
@@ -323,10 +329,11 @@ class Delivery:
         ns = c["namespace"]
         keep_kinds = set(c["data_kinds"]) if not c["remove"]["data"] else set()
         self.delete_objects(c, [m for m in c["manifests"] if m["kind"] not in keep_kinds], "custom resources")
-        if c["chart"] and self.helm.status(c["name"], ns) is not None:
+        if c["chart"] and self.release(c) is not None:
             self.record(c, f"release {c['name']}", "uninstall", {"release": f"{c['name']} in {ns}"}, "")
             if not self.check:
                 self.helm.uninstall(c["name"], ns, c["timeout"])
+                self._releases = None
         before = [m for m in c["manifests_before"]
                   if m["kind"] not in ("Namespace", "PersistentVolumeClaim", "CustomResourceDefinition")
                   or (m["kind"] == "CustomResourceDefinition" and c["remove"]["crds"])]

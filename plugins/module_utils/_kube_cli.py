@@ -171,14 +171,11 @@ class Helm(Cli):
             base += ["--kube-context", context]
         super().__init__(binary, base_args=base, **kw)
 
-    def status(self, release: str, namespace: str) -> dict | None:
-        res = self.run(["status", release, "-n", namespace, "-o", "json"], check=False)
-        if res.rc != 0:
-            if "not found" in res.stderr:
-                return None
-            raise CliError(f"helm status {release} failed: {res.stderr.strip()[:500]}", cmd=res.cmd, rc=res.rc,
-                           stderr=res.stderr)
-        return res.json()
+    def releases(self) -> dict:
+        """Every release of the cluster, by (name, namespace): {chart: name-version, status, revision}."""
+        data = self.run(["list", "--all", "--all-namespaces", "--max", "0", "-o", "json"]).json() or []
+        return {(r["name"], r["namespace"]): {"chart": r.get("chart", ""), "status": r.get("status", ""),
+                                              "revision": r.get("revision")} for r in data}
 
     def user_values(self, release: str, namespace: str) -> dict:
         return self.run(["get", "values", release, "-n", namespace, "-o", "json"], secret_output=True).json() or {}

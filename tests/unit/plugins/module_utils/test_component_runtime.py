@@ -85,24 +85,26 @@ class FakeKubectl:
 
 class FakeHelm:
     def __init__(self):
-        self.releases = {}
+        self.installed = {}
         self.writes = []
 
-    def status(self, name, ns):
-        r = self.releases.get((name, ns))
-        if not r:
-            return None
-        return {"name": name, "info": {"status": "deployed"}, "config": r["values"],
-                "chart": {"metadata": {"name": r["chart"], "version": r["version"]}}}
+    def releases(self):
+        # The shape of `helm list -o json` (fixtures/kube_cli/helm-list.json).
+        self.lists = getattr(self, "lists", 0) + 1
+        return {k: {"chart": f"{r['chart']}-{r['version']}", "status": "deployed", "revision": "1"}
+                for k, r in self.installed.items()}
+
+    def user_values(self, name, ns):
+        return copy.deepcopy(self.installed[(name, ns)]["values"])
 
     def upgrade(self, name, path, ns, values, timeout, secret=False):
         self.writes.append(("upgrade", name))
         chart, version = path.rsplit("-", 1)
-        self.releases[(name, ns)] = {"chart": chart, "version": version, "values": copy.deepcopy(values)}
+        self.installed[(name, ns)] = {"chart": chart, "version": version, "values": copy.deepcopy(values)}
 
     def uninstall(self, name, ns, timeout):
         self.writes.append(("uninstall", name))
-        self.releases.pop((name, ns))
+        self.installed.pop((name, ns))
 
 
 def delivery(check=False):
@@ -214,7 +216,7 @@ def test_removal_keeps_data_and_namespace_without_opt_ins():
     c = component(manifests_before=[pvc])
     d.deliver_helm(c)
     d.remove_helm(component(manifests_before=[pvc], state="absent"))
-    assert ("hello", "hello") not in helm.releases
+    assert ("hello", "hello") not in helm.installed
     assert ("", "ConfigMap", "hello", "extra") not in kube.objects
     assert ("", "PersistentVolumeClaim", "hello", "data") in kube.objects
     assert ("", "Namespace", "", "hello") in kube.objects
