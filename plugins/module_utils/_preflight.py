@@ -779,6 +779,7 @@ def table(findings):
         e = sum(1 for f in findings if f["layer"] == layer and f["severity"] == "error")
         w = sum(1 for f in findings if f["layer"] == layer and f["severity"] == "warning")
         lines.append(f"{layer:<8} {e:>6} {w:>8}  {'REFUSED' if e else 'ok'}")
+
     def order(f):
         return (f["severity"] != "error", LAYERS.index(f["layer"]) if f["layer"] in LAYERS else 99)
 
