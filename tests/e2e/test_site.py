@@ -52,6 +52,7 @@ def env(state: Path) -> dict[str, str]:
     e["HOMECLUSTER_PVE_PORT"] = "28012"
     e["HOMECLUSTER_CHART_REPO"] = "http://127.0.0.1:8812"
     e["HOMECLUSTER_CHARTREPO_DIR"] = str(state / "chartrepo")
+    e["HOMECLUSTER_FLUX_ADDRESS"] = BLOCK + "9"
     return e
 
 
@@ -67,10 +68,11 @@ def copy_inventory(state: Path) -> None:
             dest.write_text(path.read_text().replace("127.0.10.", BLOCK))
 
 
-def site(state: Path, *extra: str, log: str) -> tuple[str, float]:
+def site(state: Path, *extra: str, log: str, extra_env: dict[str, str] | None = None) -> tuple[str, float]:
     started = time.monotonic()
     proc = subprocess.run(["ansible-playbook", "-i", str(state / "inventory"), "playbooks/site.yml", *extra],
-                          cwd=REPO, env=env(state), capture_output=True, text=True, check=False)
+                          cwd=REPO, env={**env(state), **(extra_env or {})}, capture_output=True, text=True,
+                          check=False)
     elapsed = time.monotonic() - started
     (state / log).write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, f"site.yml failed (log {state / log}):\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
@@ -158,7 +160,10 @@ def test_check_diff_shows_one_change_per_layer_and_changes_nothing(lab, cold):
     before = fingerprint(lab)
     changes = lab / "changes.yml"
     changes.write_text(yaml.safe_dump(CHANGES))
-    out, _elapsed = site(lab, "--check", "--diff", "-e", f"@{changes}", log="check.log")
+    drift = lab / "drift_report.json"
+    callbacks = "ansible.posix.profile_tasks,homecluster.platform.drift"
+    out, _elapsed = site(lab, "--check", "--diff", "-e", f"@{changes}", log="check.log",
+                         extra_env={"ANSIBLE_CALLBACKS_ENABLED": callbacks, "HOMECLUSTER_DRIFT_REPORT": str(drift)})
     changed = recap(out)
     assert changed["cp1"] > 0 and changed["w1"] > 0 and changed["localhost"] > 0
     # Each layer's change appears in the diff output.
@@ -168,3 +173,13 @@ def test_check_diff_shows_one_change_per_layer_and_changes_nothing(lab, cold):
     assert re.search(r"replicated.*\n(.*\n){0,6}.*size.*2|size: 2", out), "Ceph pool size not shown"
     assert "changed under --check" in out, "Flux-delivered value not shown"
     assert fingerprint(lab) == before, "the --check run changed something"
+    # drift_report.json names each layer's change, with its diff.
+    report = json.loads(drift.read_text())
+    assert report["check_mode"] and report["drifted"] and not report["run_failed"]
+    diffs = {layer: "\n".join(c["diff"] for c in report["changes"] if c["layer"] == layer)
+             for layer in report["changes_by_layer"]}
+    for layer, needle in (("proxmox", "20480"), ("talos", "somaxconn"), ("cilium", BLOCK + "240"),
+                          ("flux", "changed under --check")):
+        assert needle in diffs.get(layer, ""), f"drift_report.json: no {needle!r} under {layer}: {sorted(diffs)}"
+    assert "storage" in diffs, f"drift_report.json: no storage change: {sorted(diffs)}"
+    assert "preflight" not in diffs, "the preflight predicted a change"
