@@ -67,7 +67,8 @@ class Completed:
                            stdout=self.stdout[:2000], stderr=self.stderr) from None
 
 
-Runner = Callable[[Sequence[str], str | None, dict | None, float | None], Completed]
+# runner(cmd, stdin data, environment, timeout) -> Completed
+Runner = Callable[..., Completed]
 
 
 def subprocess_runner(cmd: Sequence[str], data: str | None, env: dict | None,

@@ -60,7 +60,7 @@ def find(current: dict, obj: dict, default_ns: str) -> dict | None:
 
 
 def same_object(a: tuple, b: tuple) -> bool:
-    return a == b or (a[0], a[1], a[3]) == (b[0], b[1], b[3]) and "" in (a[2], b[2])
+    return a == b or ((a[0], a[1], a[3]) == (b[0], b[1], b[3]) and "" in (a[2], b[2]))
 
 
 def rolled_out(obj: dict) -> bool:
@@ -121,6 +121,7 @@ class Delivery:
         self.crd_docs: dict = {}
         self._kube_version = p.get("kube_version") or ""
         self._releases: dict | None = None
+        self._values: dict = {}
 
     # ------------------------------------------------------------------ reporting
     def record(self, c: dict, what: str, action: str, before: Any = None, after: Any = None) -> None:
@@ -204,7 +205,7 @@ class Delivery:
                     problems.append(self._problem(
                         c, bad["key"], f"{var}: key {bad['key']} {bad['problem']} (chart {info.name} {info.version})"
                                        f"{hint}", variable=c["values_variable"]))
-            if self.p["render_check"]:
+            if self.p["render_check"] and not self.release_is_current(c):
                 try:
                     self.helm.template(c["name"], path, c["namespace"], c["values"], self.kube_version(),
                                        secret=c["sensitive"])
@@ -283,16 +284,33 @@ class Delivery:
             self._releases = self.helm.releases()
         return self._releases.get((c["name"], c["namespace"]))
 
-    def ensure_release(self, c: dict) -> None:
+    def release_views(self, c: dict) -> tuple:
+        """(installed, desired) views of c's release: {release, chart, status, values}."""
         current = self.release(c)
         where = f"{c['name']} in {c['namespace']}"
         before = {}
         if current:
+            key = (c["name"], c["namespace"])
+            if key not in self._values:
+                self._values[key] = self.helm.user_values(c["name"], c["namespace"])
             before = {"release": where, "chart": current["chart"], "status": current["status"],
-                      "values": self.helm.user_values(c["name"], c["namespace"])}
-        desired_values = json.loads(json.dumps(c["values"]))
+                      "values": self._values[key]}
         after = {"release": where, "chart": f"{c['chart']['name']}-{c['chart']['version']}", "status": "deployed",
-                 "values": desired_values}
+                 "values": json.loads(json.dumps(c["values"]))}
+        return before, after
+
+    def release_is_current(self, c: dict) -> bool:
+        """An installed helm release already holds exactly this chart and these values (the chart accepted
+        them when they were installed), so the preflight need not render it again."""
+        if c["delivery"] != "helm" or not c["chart"]:
+            return False
+        before, after = self.release_views(c)
+        return before == after
+
+    def ensure_release(self, c: dict) -> None:
+        before, after = self.release_views(c)
+        current = bool(before)
+        desired_values = after["values"]
         if before == after:
             return
         if c["sensitive"]:
@@ -306,6 +324,7 @@ class Delivery:
             self.helm.upgrade(c["name"], path, c["namespace"], c["values"], timeout=c["timeout"],
                               secret=c["sensitive"])
             self._releases = None
+            self._values.pop((c["name"], c["namespace"]), None)
 
     def deliver_helm(self, c: dict) -> None:
         if c["namespace_create"]:

@@ -389,7 +389,7 @@ def main():
                 "cluster": {"type": "str", "default": "homecluster"},
                 "age_key_file": {"type": "path", "no_log": False},
                 "age_recipients": {"type": "list", "elements": "str", "default": []},
-                "sops_secret": {"type": "str", "default": "sops-age"},
+                "sops_secret": {"type": "str", "default": "sops-age", "no_log": False},
                 "ssh_key_file": {"type": "path", "no_log": False},
                 "author_name": {"type": "str", "default": "HomeCluster"},
                 "author_email": {"type": "str", "default": "homecluster@localhost"},

@@ -97,7 +97,7 @@ class FakeHelm:
     def user_values(self, name, ns):
         return copy.deepcopy(self.installed[(name, ns)]["values"])
 
-    def upgrade(self, name, path, ns, values, timeout, secret=False):
+    def upgrade(self, name, path, ns, values, *, timeout, secret=False):
         self.writes.append(("upgrade", name))
         chart, version = path.rsplit("-", 1)
         self.installed[(name, ns)] = {"chart": chart, "version": version, "values": copy.deepcopy(values)}
@@ -162,7 +162,7 @@ def test_a_changed_value_upgrades_the_release_only():
 
 
 def test_sensitive_values_and_secret_data_are_masked_in_diffs():
-    d, kube, helm = delivery(check=True)
+    d, _kube, _helm = delivery(check=True)
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tok"}, "stringData": {"t": "hunter2"}}
     d.deliver_helm(component(sensitive=True, values={"password": "hunter2"}, manifests=[secret]))
     shown = repr(d.diffs)
@@ -171,7 +171,7 @@ def test_sensitive_values_and_secret_data_are_masked_in_diffs():
 
 
 def test_custom_resources_wait_for_their_api_then_fail_clearly():
-    d, kube, helm = delivery()
+    d, _kube, _helm = delivery()
     clock = iter(range(0, 10000, 100))
     d.clock = lambda: next(clock)
     c = component(timeout=300, manifests=[{"apiVersion": "lab.homecluster.dev/v1", "kind": "Widget",
@@ -181,7 +181,7 @@ def test_custom_resources_wait_for_their_api_then_fail_clearly():
 
 
 def test_readiness_by_path_and_condition():
-    d, kube, helm = delivery()
+    d, kube, _helm = delivery()
     kube.objects[("lab.homecluster.dev", "Widget", "hello", "w")] = {
         "apiVersion": "lab.homecluster.dev/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "hello"},
         "status": {"phase": "Ready", "conditions": [{"type": "Ready", "status": "True"}]}}
@@ -193,7 +193,7 @@ def test_readiness_by_path_and_condition():
     kube.objects[("lab.homecluster.dev", "Widget", "hello", "w")]["status"]["phase"] = "Pending"
     clock = iter(range(0, 10000, 100))
     d.clock = lambda: next(clock)
-    with pytest.raises(CliError, match="status.phase='Pending', want 'Ready'"):
+    with pytest.raises(CliError, match=r"status\.phase='Pending', want 'Ready'"):
         d.wait_ready(c, "chart")
 
 
@@ -226,6 +226,6 @@ def test_removal_keeps_data_and_namespace_without_opt_ins():
 
 
 def test_removing_the_namespace_without_data_is_refused_in_preflight():
-    d, kube, helm = delivery()
+    d, _kube, _helm = delivery()
     (p,) = d.preflight([component(state="absent", remove={"namespace": True})])
     assert "set remove.data too" in p["message"]
