@@ -297,7 +297,7 @@ class Supervisor:
         log.close()
         self.procs[name] = proc
         (self.dir / "pids" / f"{name}.pid").write_text(str(proc.pid))
-        tag = image.rpartition(":")[2]
+        tag = image.partition("@")[0].rpartition(":")[2]
         self.status[name] = {"pid": proc.pid, "version": built_version(name), "deployment_image": image,
                              "same_version": tag == built_version(name),
                              "restarts": self.restarts.get(name, 0)}
