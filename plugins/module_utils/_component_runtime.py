@@ -25,6 +25,7 @@ from ansible_collections.homecluster.platform.plugins.module_utils._components i
     mask_object,
 )
 from ansible_collections.homecluster.platform.plugins.module_utils._kube_cli import (
+    Kubectl,
     comparable,
     label,
     object_key,
@@ -251,7 +252,7 @@ class Delivery:
                     self.record(c, label(after), "update", mask_object(comparable(before)),
                                 mask_object(comparable(after)))
         for o in missing:
-            self.record(c, label(o), "create", "", mask_object(o))
+            self.record(c, label(Kubectl.with_ns(o, ns)), "create", "", mask_object(o))
         if todo and not self.check:
             self.kubectl.apply(todo, ns, secret=any(is_secret(o) for o in todo))
 
@@ -273,7 +274,7 @@ class Delivery:
         gone = [o for o in objects if find(current, o, c["namespace"]) is not None]
         for o in gone:
             stored = find(current, o, c["namespace"])
-            self.record(c, label(o), f"delete ({what})", mask_object(comparable(stored)), "")
+            self.record(c, label(stored), f"delete ({what})", mask_object(comparable(stored)), "")
         if gone and not self.check:
             self.kubectl.delete(gone, c["namespace"], timeout=c["timeout"])
 

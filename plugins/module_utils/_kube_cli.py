@@ -85,7 +85,7 @@ class Kubectl(Cli):
         found: dict[tuple[str, str, str, str], dict] = {}
         if not objects:
             return found
-        batch = [self._with_ns(o, default_ns) for o in objects]
+        batch = [self.with_ns(o, default_ns) for o in objects]
         res = self.run(["get", "-f", "-", "-o", "json", "--ignore-not-found"], data=self.stream(batch), check=False)
         if res.rc != 0:
             # One unknown kind fails the whole batch: look the objects up one by one.
@@ -111,7 +111,7 @@ class Kubectl(Cli):
                 or "could not find the requested resource" in s or "ensure CRDs are installed first" in s)
 
     @staticmethod
-    def _with_ns(obj: dict, default_ns: str) -> dict:
+    def with_ns(obj: dict, default_ns: str) -> dict:
         meta = obj.get("metadata") or {}
         if meta.get("namespace") or not default_ns or obj.get("kind") in CLUSTER_KINDS:
             return obj
@@ -126,7 +126,7 @@ class Kubectl(Cli):
                 "-o", "json"]
         if dry_run:
             args.append("--dry-run=server")
-        batch = [self._with_ns(o, default_ns) for o in objects]
+        batch = [self.with_ns(o, default_ns) for o in objects]
         data = self.run(args, data=self.stream(batch), secret_output=secret).json() or {}
         return data.get("items", [data]) if data.get("kind", "").endswith("List") else [data]
 
@@ -135,7 +135,7 @@ class Kubectl(Cli):
             return
         args = ["delete", "-f", "-", "--ignore-not-found", f"--wait={'true' if wait else 'false'}",
                 f"--timeout={timeout}s"]
-        self.run(args, data=self.stream([self._with_ns(o, default_ns) for o in objects]), timeout=timeout + 30)
+        self.run(args, data=self.stream([self.with_ns(o, default_ns) for o in objects]), timeout=timeout + 30)
 
     def get(self, api_version: str, kind: str, name: str, namespace: str = "") -> dict | None:
         obj = {"apiVersion": api_version, "kind": kind, "metadata": {"name": name}}

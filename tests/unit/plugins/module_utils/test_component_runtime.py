@@ -130,7 +130,7 @@ def test_check_mode_predicts_everything_and_writes_nothing():
     d.deliver_helm(component())
     assert kube.writes == [] and helm.writes == []
     assert [(c["object"], c["action"]) for c in d.changes] == [
-        ("Namespace/hello", "create"), ("release hello", "install"), ("ConfigMap/extra", "create")]
+        ("Namespace/hello", "create"), ("release hello", "install"), ("ConfigMap/hello/extra", "create")]
     assert "+chart" not in d.diffs[1]["after"] and "chart: lab-hello-0.1.0" in d.diffs[1]["after"]
 
 
