@@ -206,7 +206,7 @@ class Delivery:
                     problems.append(self._problem(
                         c, bad["key"], f"{var}: key {bad['key']} {bad['problem']} (chart {info.name} {info.version})"
                                        f"{hint}", variable=c["values_variable"]))
-            if self.p["render_check"] and not self.release_is_current(c):
+            if self.p["render_check"] and not (self.p.get("action") == "deliver" and self.release_is_current(c)):
                 try:
                     self.helm.template(c["name"], path, c["namespace"], c["values"], self.kube_version(),
                                        secret=c["sensitive"])
