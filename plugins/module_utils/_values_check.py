@@ -16,7 +16,9 @@ Rules:
 - keys the chart reads without listing them in values.yaml (Istio's ``profile``) are declared by
   the component in ``values_extra_keys``;
 - a map given where the default is a scalar is refused;
-- subcharts count: their defaults sit under their name (or alias), ``global`` is shared.
+- subcharts count: their defaults sit under their name (or alias), ``global`` is shared;
+- defaults a chart keeps under ``_internal_defaults_do_not_set`` (Istio's charts since 1.2x)
+  count as top-level defaults, as the chart's templates merge them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ K8S_TYPED_KEYS = frozenset({
     "labels", "extraEnv", "env", "envFrom", "topologySpreadConstraints", "livenessProbe", "readinessProbe",
     "startupProbe", "extraVolumes", "extraVolumeMounts", "extraArgs", "commonLabels", "commonAnnotations",
 })
+
+
+INTERNAL_DEFAULTS = "_internal_defaults_do_not_set"
 
 
 class ChartInfo:
@@ -108,8 +113,22 @@ class _DirSource:
         return sorted(out)
 
 
+class _SubSource:
+    """A directory inside another source (a subchart that `helm package` stored as a directory)."""
+
+    def __init__(self, parent, prefix: str) -> None:
+        self.parent = parent
+        self.prefix = prefix.rstrip("/")
+
+    def read(self, rel: str) -> bytes | None:
+        return self.parent.read(f"{self.prefix}/{rel}")
+
+    def list(self, rel_dir: str) -> list[str]:
+        return self.parent.list(f"{self.prefix}/{rel_dir}")
+
+
 def _subchart_sources(src) -> dict[str, Any]:
-    """Subcharts under charts/: name -> source (archives and directories)."""
+    """Subcharts under charts/: name -> source (nested archives and directories alike)."""
     out = {}
     for rel in src.list("charts"):
         if rel.endswith(".tgz") and "/" not in rel:
@@ -120,9 +139,7 @@ def _subchart_sources(src) -> dict[str, Any]:
                 out[meta.get("name") or sub.top] = sub
         elif rel.endswith("/Chart.yaml") and rel.count("/") == 1:
             d = rel.split("/", 1)[0]
-            sub = _DirSource(os.path.join(src.path, "charts", d)) if isinstance(src, _DirSource) else None
-            if sub is None:
-                continue
+            sub = _SubSource(src, f"charts/{d}")
             meta = _load_yaml(sub.read("Chart.yaml")) or {}
             out[meta.get("name") or d] = sub
     return out
@@ -133,6 +150,11 @@ def _info_from(src) -> ChartInfo:
     values = _load_yaml(src.read("values.yaml")) or {}
     if not isinstance(values, dict):
         values = {}
+    # Istio's charts keep their defaults under _internal_defaults_do_not_set and merge them into the
+    # values in their templates: those are the keys a user sets at the top level.
+    internal = values.pop(INTERNAL_DEFAULTS, None)
+    if isinstance(internal, dict):
+        values = deep_merge(internal, values)
     subs = _subchart_sources(src)
     deps = {d.get("name"): d for d in meta.get("dependencies") or [] if isinstance(d, dict)}
     names = []

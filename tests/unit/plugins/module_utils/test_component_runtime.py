@@ -8,11 +8,12 @@ helm status with chart metadata and user values.
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from ansible_collections.homecluster.platform.plugins.module_utils import _component_runtime as rt
 from ansible_collections.homecluster.platform.plugins.module_utils import _components as comp
-from ansible_collections.homecluster.platform.plugins.module_utils._cli import CliError
+from ansible_collections.homecluster.platform.plugins.module_utils._cli import CliError, Completed
 from ansible_collections.homecluster.platform.plugins.module_utils._kube_cli import object_key
 
 
@@ -76,11 +77,9 @@ class FakeKubectl:
         return (api, kind) in self.served
 
     def run(self, args, **kw):
-        class R:
-            def json(self_inner):
-                return {"items": [v for k, v in self.objects.items()
-                                  if k[1] == "PersistentVolumeClaim" and k[2] == args[3]]}
-        return R()
+        # Only `kubectl get pvc -n NS -o json` is asked for through run().
+        items = [v for k, v in self.objects.items() if k[1] == "PersistentVolumeClaim" and k[2] == args[3]]
+        return Completed(["kubectl", *args], 0, json.dumps({"items": items}), "")
 
 
 class FakeHelm:

@@ -145,10 +145,10 @@ def test_flux_crds_are_kept_unless_opted_in():
     crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
            "metadata": {"name": "widgets.example.org"}}
     (c,) = comp.normalise([base(delivery="flux", crds=[{"src": "crds.yaml"}])])
-    files, _ = flux.render(c, layer="apps", cluster="lab", sops_secret="s", crd_docs=[crd])
+    files, _secrets = flux.render(c, layer="apps", cluster="lab", sops_secret="s", crd_docs=[crd])
     crds = list(yaml_load_all(next(f["content"] for f in files if f["path"].endswith("release/crds.yaml"))))
     assert crds[0]["metadata"]["annotations"][flux.PRUNE_ANNOTATION] == "disabled"
     (c,) = comp.normalise([base(delivery="flux", crds=[{"src": "crds.yaml"}], remove={"crds": True})])
-    files, _ = flux.render(c, layer="apps", cluster="lab", sops_secret="s", crd_docs=[crd])
+    files, _secrets = flux.render(c, layer="apps", cluster="lab", sops_secret="s", crd_docs=[crd])
     crds = list(yaml_load_all(next(f["content"] for f in files if f["path"].endswith("release/crds.yaml"))))
     assert "annotations" not in crds[0]["metadata"]

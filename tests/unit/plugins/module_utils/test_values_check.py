@@ -91,3 +91,22 @@ def test_subchart_defaults_count_under_their_alias():
     bad = {"localpv-provisioner": {"hostpathClass": {"basepath": "/x"}}}
     assert keys(vc.check_values(bad, info.values)) == {
         "localpv-provisioner.hostpathClass.basepath": "localpv-provisioner.hostpathClass.basePath"}
+
+
+def test_packaged_directory_subcharts_and_istio_internal_defaults():
+    # `helm package` stores a directory subchart as a directory inside the archive.
+    parent = _archive({
+        "openebs/Chart.yaml": b"name: openebs\nversion: 4.6.1\ndependencies:\n  - name: localpv-provisioner\n",
+        "openebs/values.yaml": b"engines: {}\n",
+        "openebs/charts/localpv-provisioner/Chart.yaml": b"name: localpv-provisioner\nversion: 4.6.0\n",
+        "openebs/charts/localpv-provisioner/values.yaml": b"hostpathClass: {enabled: true, basePath: /var/x}\n",
+    })
+    info = vc.chart_info_from_archive(parent)
+    assert info.values["localpv-provisioner"]["hostpathClass"]["basePath"] == "/var/x"
+    assert vc.check_values({"localpv-provisioner": {"hostpathClass": {"basePath": "/y"}}}, info.values) == []
+    istiod = _archive({"istiod/Chart.yaml": b"name: istiod\nversion: 1.30.4\n",
+                       "istiod/values.yaml": b"_internal_defaults_do_not_set:\n  replicaCount: 1\n"
+                                             b"  autoscaleEnabled: true\n"})
+    info = vc.chart_info_from_archive(istiod)
+    assert vc.check_values({"replicaCount": 2, "autoscaleEnabled": False}, info.values) == []
+    assert keys(vc.check_values({"replicaCont": 2}, info.values)) == {"replicaCont": "replicaCount"}
