@@ -59,13 +59,28 @@ pytest: tools ## pytest: lab, simulators, modules against real tools, the prefli
 molecule: tools ## Every molecule scenario
 	@for s in $(MOLECULE_SCENARIOS); do \
 	  echo "== molecule test -s $$s"; \
-	  molecule test -s $$s || { echo "molecule scenario $$s FAILED"; exit 1; }; \
+	  $(TIMED) "molecule $$s" molecule test -s $$s || { echo "molecule scenario $$s FAILED"; exit 1; }; \
 	done
 
 e2e: tools ## site.yml on the lab: cold run, rerun changed=0, --check --diff with one change per layer
 	@echo "== end to end"; $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
 
-test: tools lint sanity units pytest molecule e2e ## Everything CI runs
+# Every step of `make test` is timed; the table is printed at the end (and when a step fails) and
+# kept outside the source tree, in $(TEST_TIMES).
+TEST_TIMES ?= $(HOMECLUSTER_CACHE)/test-times/last.tsv
+export TEST_TIMES
+TIMED = bash lab/tools/timed.sh "$(TEST_TIMES)"
+
+test: ## Everything CI runs, with a time table per step
+	@rm -f "$(TEST_TIMES)"
+	@$(TIMED) tools $(MAKE) --no-print-directory tools
+	@$(TIMED) lint $(MAKE) --no-print-directory lint
+	@$(TIMED) sanity $(MAKE) --no-print-directory sanity
+	@$(TIMED) units $(MAKE) --no-print-directory units
+	@$(TIMED) pytest $(MAKE) --no-print-directory pytest
+	@$(MAKE) --no-print-directory molecule
+	@$(TIMED) e2e $(MAKE) --no-print-directory e2e
+	@bash lab/tools/timed.sh --table "$(TEST_TIMES)"
 	@echo "make test: lint, sanity, units, pytest, molecule ($(words $(MOLECULE_SCENARIOS)) scenarios) and e2e passed"
 
 build: venv ## Build the collection tarball
