@@ -63,20 +63,32 @@ def test_cluster_chart_renders_the_role_values(tmp_path):
     assert ("Deployment", "rook-ceph-tools") in docs
 
 
-@pytest.mark.parametrize(("chart", "values", "key"), [
-    ("rook-ceph-cluster", {"cephClusterSpec": {"storage": {"useAllNode": False}}}, "useAllNode"),
-    ("rook-ceph-cluster", {"toolbox": {"enable": True}}, "enable"),
-    ("rook-ceph-cluster", {"cephClusterSpec": {"cleanupPolicy": {"confirmation": "yes"}}}, "confirmation"),
-    ("rook-ceph", {"csi": {"enableRBDDriver": True}}, "enableRBDDriver"),
-    ("rook-ceph", {"crd": {"enabled": True}}, "crd"),
-    ("openebs", {"localpv-provisioner": {"hostpathClass": {"basepath": "/x"}}}, "basepath"),
-    ("openebs", {"engines": {"replicated": {"mayaStor": {"enabled": False}}}}, "mayaStor"),
+@pytest.mark.parametrize(("chart", "values", "key", "nearest"), [
+    ("rook-ceph-cluster", {"toolbox": {"enable": True}}, "toolbox.enable", "toolbox.enabled"),
+    ("rook-ceph-cluster", {"cephImage": {"tags": "v19"}}, "cephImage.tags", "cephImage.tag"),
+    ("rook-ceph", {"csi": {"enableRBDDriver": True}}, "csi.enableRBDDriver", "csi.enableRbdDriver"),
+    ("rook-ceph", {"crd": {"enabled": True}}, "crd", "crds"),
+    ("openebs", {"localpv-provisioner": {"hostpathClass": {"basepath": "/x"}}},
+     "localpv-provisioner.hostpathClass.basepath", "localpv-provisioner.hostpathClass.basePath"),
+    ("openebs", {"engines": {"replicated": {"mayaStor": {"enabled": False}}}},
+     "engines.replicated.mayaStor", "engines.replicated.mayastor"),
 ])
-def test_misspelt_or_invalid_values_are_refused(chart, values, key, tmp_path):
-    proc = template(chart, values, tmp_path)
-    assert proc.returncode != 0
-    assert "values don't meet the specifications of the schema" in proc.stderr
-    assert key in proc.stderr
+def test_misspelt_values_are_refused_by_the_values_key_check(chart, values, key, nearest, collection_module):
+    """Upstream's Rook and OpenEBS charts ship no values.schema.json (nor do the stand-ins): the
+    mechanism's values-key check, against the chart's defaults and subcharts, refuses the key."""
+    if not Path(HELM).exists():
+        pytest.skip("helm is not built yet (make tools)")
+    version = yaml.safe_load((CHARTS / chart / "Chart.yaml").read_text())["version"]
+    res = collection_module("platform_components", {
+        "components": [{"name": "t", "namespace": "rook-ceph", "values_variable": f"{chart}_values",
+                        "chart": {"name": chart, "version": version, "repo": str(CHARTS)}, "values": values}],
+        "action": "preflight", "kube_version": "v1.35.0", "collect_problems": True,
+        "helm_path": HELM})
+    assert not res.get("failed"), res.get("msg")
+    problems = {p["key"]: p["message"] for p in res["problems"]}
+    assert key in problems, res["problems"]
+    if nearest:
+        assert f"the nearest real key is {nearest}" in problems[key]
 
 
 def test_openebs_hostpath_class_uses_the_base_path(tmp_path):
