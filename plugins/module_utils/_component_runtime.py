@@ -155,16 +155,18 @@ class Delivery:
             self.charts[c["name"]] = (path, info)
         return self.charts[c["name"]]
 
-    def load_crds(self, c: dict) -> list:
-        if c["name"] not in self.crd_docs:
-            docs = []
-            for src in c["crds"]:
-                docs += [d for d in yaml_load_all(self.read_source(src["src"])) if d]
-            for d in docs:
-                if d.get("kind") != "CustomResourceDefinition":
-                    raise CliError(f"crds of {c['name']}: {label(d)} is not a CustomResourceDefinition")
-            self.crd_docs[c["name"]] = docs
-        return self.crd_docs[c["name"]]
+    def load_crds(self, c: dict, srcs: list | None = None) -> list:
+        """The CRDs of c's sources (or of srcs), each source read once per run."""
+        docs = []
+        for src in c["crds"] if srcs is None else srcs:
+            if src["src"] not in self.crd_docs:
+                found = [d for d in yaml_load_all(self.read_source(src["src"])) if d]
+                for d in found:
+                    if d.get("kind") != "CustomResourceDefinition":
+                        raise CliError(f"crds of {c['name']}: {label(d)} is not a CustomResourceDefinition")
+                self.crd_docs[src["src"]] = found
+            docs += self.crd_docs[src["src"]]
+        return docs
 
     def read_source(self, src: str) -> str:
         if src.startswith(("https://", "http://")):
@@ -334,10 +336,7 @@ class Delivery:
             for policy in ("create", "upgrade"):
                 srcs = [s for s in c["crds"] if s["policy"] == policy]
                 if srcs:
-                    docs = []
-                    for s in srcs:
-                        docs += [d for d in yaml_load_all(self.read_source(s["src"])) if d]
-                    self.ensure_objects(c, docs, policy=policy)
+                    self.ensure_objects(c, self.load_crds(c, srcs), policy=policy)
         self.ensure_objects(c, c["manifests_before"])
         if c["chart"]:
             self.ensure_release(c)
@@ -359,10 +358,7 @@ class Delivery:
                   or (m["kind"] == "CustomResourceDefinition" and c["remove"]["crds"])]
         self.delete_objects(c, before, "objects before the chart")
         if c["remove"]["crds"] and c["crds"]:
-            docs = []
-            for s in c["crds"]:
-                docs += [d for d in yaml_load_all(self.read_source(s["src"])) if d]
-            self.delete_objects(c, docs, "CRDs, opted in with remove.crds")
+            self.delete_objects(c, self.load_crds(c), "CRDs, opted in with remove.crds")
         if c["remove"]["data"]:
             pvcs = self.kubectl.run(["get", "pvc", "-n", ns, "-o", "json", "--ignore-not-found"]).json() or {}
             claims = [{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
