@@ -124,6 +124,10 @@ def lab(tmp_path_factory):
     down = subprocess.run([str(REPO / "lab" / "down")], env=env(state), capture_output=True, text=True,
                           check=False)
     assert down.returncode == 0, down.stdout + down.stderr
+    # lab/down leaves nothing listening in the block (the Git server, the Flux controllers, the API...)
+    listening = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, check=True).stdout
+    left = [line.split()[3] for line in listening.splitlines() if line.split()[3].startswith(BLOCK)]
+    assert not left, f"still listening after lab/down: {left}"
 
 
 @pytest.fixture(scope="module")
