@@ -4,9 +4,11 @@
 
 Layout, for component C of layer L in cluster K:
 
-- ``clusters/K/components/C.yaml``: the Flux Kustomization ``C`` (the release: namespace, CRDs,
+- ``clusters/K/S/C.yaml``: the Flux Kustomization ``C`` (the release: namespace, CRDs,
   objects needed before the chart, the chart source and the HelmRelease) and, when C has custom
-  resources, ``C-manifests`` depending on it. ``depends_on`` becomes ``dependsOn``.
+  resources, ``C-manifests`` depending on it. ``depends_on`` becomes ``dependsOn``. S is the
+  deployment stage of layer L (``stage()``): flux_bootstrap's Kustomization ``stage-S`` applies
+  the directory and is Ready when all of it is; each stage depends on the one before.
 - ``infrastructure/L/C/release/``: ``release.yaml`` and ``crds.yaml`` in clear text, and
   ``secrets.sops.yaml`` (sensitive values, Secret objects) SOPS-encrypted.
 - ``infrastructure/L/C/manifests/``: ``manifests.yaml`` and ``secrets.sops.yaml`` likewise.
@@ -34,10 +36,22 @@ def to_yaml(docs: list) -> str:
     return yaml_dump_all(docs, sort_keys=False, default_flow_style=False, explicit_start=True)
 
 
+# The deployment stages in order (flux_bootstrap's _flux_bootstrap_stages) and the layers of each.
+STAGES = ("infrastructure", "core", "applications")
+CORE_LAYERS = frozenset({"istio"})
+APPLICATION_LAYERS = frozenset({"apps"})
+
+
+def stage(layer: str) -> str:
+    if layer in APPLICATION_LAYERS:
+        return "applications"
+    return "core" if layer in CORE_LAYERS else "infrastructure"
+
+
 def paths(c: dict, layer: str, cluster: str) -> dict:
     d = f"infrastructure/{layer}/{c['name']}"
     return {
-        "kustomizations": f"clusters/{cluster}/components/{c['name']}.yaml",
+        "kustomizations": f"clusters/{cluster}/{stage(layer)}/{c['name']}.yaml",
         "release": f"{d}/release/release.yaml",
         "crds": f"{d}/release/crds.yaml",
         "release_secrets": f"{d}/release/secrets.sops.yaml",

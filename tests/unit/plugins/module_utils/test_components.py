@@ -122,7 +122,7 @@ def test_flux_render_puts_secrets_only_into_sops_files():
     assert {s["path"] for s in secrets} == {"infrastructure/apps/hello/release/secrets.sops.yaml",
                                             "infrastructure/apps/hello/manifests/secrets.sops.yaml"}
     assert all(s["encrypted_regex"] == "^(data|stringData)$" for s in secrets)
-    ks = list(yaml_load_all(next(f["content"] for f in files if f["path"] == "clusters/lab/components/hello.yaml")))
+    ks = list(yaml_load_all(next(f["content"] for f in files if f["path"] == "clusters/lab/applications/hello.yaml")))
     assert ks[0]["spec"]["dependsOn"] == [{"name": "cilium"}]
     assert ks[1]["metadata"]["name"] == "hello-manifests" and ks[1]["spec"]["dependsOn"] == [{"name": "hello"}]
     release = list(yaml_load_all(next(f["content"] for f in files if f["path"].endswith("release/release.yaml"))))
@@ -138,7 +138,7 @@ def test_flux_render_of_an_absent_component_removes_its_files():
     files, secrets = flux.render(c, layer="apps", cluster="lab", sops_secret="sops-age", crd_docs=[])
     assert secrets == []
     assert {f["state"] for f in files} == {"absent"}
-    assert "clusters/lab/components/hello.yaml" in {f["path"] for f in files}
+    assert "clusters/lab/applications/hello.yaml" in {f["path"] for f in files}
 
 
 def test_flux_crds_are_kept_unless_opted_in():
