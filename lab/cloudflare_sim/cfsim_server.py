@@ -329,6 +329,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "state" and method == "GET":
             dump = state.dump()
             dump["tokens"] = [{k: v for k, v in t.items() if k != "value"} for t in dump["tokens"]]
+            dump["tunnels"] = {i: {k: v for k, v in t.items() if k != "secret"} for i, t in dump["tunnels"].items()}
             return self._send(200, dump)
         if path == "tokens" and method == "POST":
             try:
