@@ -23,8 +23,12 @@ import yaml
 
 SECRET_NAME = re.compile(r"(password|passwd|secret|token|private_?key|api_?key)", re.I)
 MIN_LEN = 12
-# Files whose content is the cluster's own store or a secret by design (kept 0600 or not text).
-SKIP_DIRS = {"etcd", "objects", ".git", "chartrepo", "www"}
+# Not scanned as files: the cluster's own store, Git objects (the history is read with git log),
+# packaged charts, and the simulators' server-side state (the Proxmox, Cloudflare and Talos
+# simulators hold the tokens they issue, as the real services do).
+SKIP_DIRS = {"etcd", "objects", ".git", "chartrepo", "www", "proxmox", "cloudflare_sim", "talos-sim"}
+# Keys of Secrets that are not secret: flux-operator's entitlement names its vendor.
+PUBLIC_SECRET_KEYS = {"ca.crt", "namespace", "vendor"}
 
 
 def _leaves(node, path=()):
@@ -79,7 +83,7 @@ def cluster_secrets(kubectl: list[str]) -> dict[str, str]:
         if s.get("type") == "helm.sh/release.v1":
             continue
         for key, b64 in (s.get("data") or {}).items():
-            if key.endswith((".crt", ".pub")) or key in ("ca.crt", "namespace"):
+            if key.endswith((".crt", ".pub")) or key in PUBLIC_SECRET_KEYS:
                 continue
             try:
                 value = base64.b64decode(b64).decode()
