@@ -188,6 +188,7 @@ class Delivery:
                 if c["remove"]["namespace"] and not c["remove"]["data"]:
                     problems.append(self._problem(c, "remove.namespace", "removing the namespace deletes every volume "
                                                   "claim in it: set remove.data too, or keep the namespace"))
+                problems += self.release_data_problems(c)
                 continue
             try:
                 if c["crds"]:
@@ -219,6 +220,21 @@ class Delivery:
                                                   f"does not render with its values: {said}",
                                                   variable=c["values_variable"]))
         return problems
+
+    def release_data_problems(self, c: dict) -> list:
+        """Uninstalling a release deletes every object it rendered. When those include a kind that holds
+        data (the component's data_kinds, or a PersistentVolumeClaim), that needs remove.data: refused
+        here, before anything is removed, naming the objects."""
+        if not c["chart"] or c["remove"]["data"] or self.release(c) is None:
+            return []
+        kinds = set(c["data_kinds"]) | {"PersistentVolumeClaim"}
+        held = sorted(f"{kind}/{name}" for kind, name in self.helm.manifest_objects(c["name"], c["namespace"])
+                      if kind in kinds)
+        if not held:
+            return []
+        return [self._problem(c, "remove.data", f"uninstalling release {c['name']} would delete {', '.join(held)}, "
+                                                "which hold data: set remove.data: true to delete them with it, "
+                                                "or keep the component (state: present)")]
 
     @staticmethod
     def _problem(c: dict, key: str, message: str, variable: str = "") -> dict:

@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from ansible.module_utils.common.yaml import yaml_load_all
 from ansible_collections.homecluster.platform.plugins.module_utils._cli import Cli, CliError
 
 FIELD_MANAGER = "homecluster"
@@ -211,6 +212,12 @@ class Helm(Cli):
         args = ["upgrade", "--install", release, chart_path, "--namespace", namespace, "--values", "-",
                 "--wait", "--atomic", f"--timeout={timeout}s", "--reset-values"]
         self.run(args, data=json.dumps(values), timeout=timeout + 60, secret_output=secret)
+
+    def manifest_objects(self, release: str, namespace: str) -> list[tuple[str, str]]:
+        """(kind, name) of every object the installed release rendered (`helm get manifest`)."""
+        text = self.run(["get", "manifest", release, "-n", namespace], secret_output=True).stdout
+        return [(d.get("kind", ""), (d.get("metadata") or {}).get("name", ""))
+                for d in yaml_load_all(text) if isinstance(d, dict)]
 
     def uninstall(self, release: str, namespace: str, timeout: int) -> None:
         self.run(["uninstall", release, "--namespace", namespace, "--wait", f"--timeout={timeout}s"],

@@ -105,6 +105,10 @@ class FakeHelm:
         self.writes.append(("uninstall", name))
         self.installed.pop((name, ns))
 
+    def manifest_objects(self, name, ns):
+        # What `helm get manifest` rendered, as (kind, name) (parsed from recorded output in test_kube_cli.py).
+        return self.installed[(name, ns)].get("rendered", [])
+
 
 def delivery(check=False):
     kube, helm = FakeKubectl(), FakeHelm()
@@ -228,3 +232,21 @@ def test_removing_the_namespace_without_data_is_refused_in_preflight():
     d, _kube, _helm = delivery()
     (p,) = d.preflight([component(state="absent", remove={"namespace": True})])
     assert "set remove.data too" in p["message"]
+
+
+def test_uninstalling_a_release_that_holds_data_is_refused_without_remove_data():
+    d, _kube, helm = delivery()
+    helm.installed[("hello", "hello")] = {"chart": "lab-hello", "version": "0.1.0", "values": {},
+                                           "rendered": [("Deployment", "hello"), ("CephCluster", "rook-ceph")]}
+    c = component(state="absent", data_kinds=["CephCluster"])
+    (p,) = d.preflight([c])
+    assert p["key"] == "remove.data" and "CephCluster/rook-ceph" in p["message"]
+    assert helm.writes == []
+    # with the opt-in, or when the release renders nothing holding data, nothing is refused
+    assert d.preflight([component(state="absent", data_kinds=["CephCluster"], remove={"data": True})]) == []
+    helm.installed[("hello", "hello")]["rendered"] = [("Deployment", "hello")]
+    assert d.preflight([component(state="absent", data_kinds=["CephCluster"])]) == []
+    # a claim rendered by the chart counts as data whatever data_kinds says
+    helm.installed[("hello", "hello")]["rendered"] = [("PersistentVolumeClaim", "cache")]
+    (p,) = d.preflight([component(state="absent")])
+    assert "PersistentVolumeClaim/cache" in p["message"]

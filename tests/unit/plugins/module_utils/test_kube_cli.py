@@ -136,3 +136,14 @@ def test_helm_pull_sources(tmp_path):
         Helm("helm", runner=rec).pull(chart, str(tmp_path))
     assert rec.calls[0]["cmd"][1:] == ["pull", "oci://127.0.0.1:5000/charts/lab-hello", "--destination",
                                        str(tmp_path), "--version", "0.1.0", "--plain-http"]
+
+
+def test_helm_manifest_objects_lists_what_the_release_rendered_and_keeps_no_stdout_on_failure():
+    rec = Recorder((0, fixture("helm-get-manifest.yaml"), ""))
+    h = Helm("/usr/bin/helm", runner=rec)
+    assert h.manifest_objects("hello", "demo") == [("Service", "hello"), ("Deployment", "hello")]
+    assert rec.calls[0]["cmd"][1:] == ["get", "manifest", "hello", "-n", "demo"]
+    rec = Recorder((1, "kind: Secret\ndata: {password: c2VjcmV0}\n", "Error: boom"))
+    with pytest.raises(CliError) as e:
+        Helm("/usr/bin/helm", runner=rec).manifest_objects("hello", "demo")
+    assert "c2VjcmV0" not in str(e.value.fail_kwargs())
