@@ -12,7 +12,7 @@ options:
   talosctl_path:
     description:
       - Path to the C(talosctl) binary on the controller.
-      - When unset, C(talosctl) is looked up on E(PATH), then in C(~/.cache/homecluster/bin).
+      - When unset, C(talosctl) is looked up on E(PATH).
     type: path
   talosconfig:
     description:

@@ -4,10 +4,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 
-TOOL_DIRS = [os.path.expanduser("~/.cache/homecluster/bin")]
 SECRET_KEY_RE = re.compile(r"^AGE-SECRET-KEY-1[0-9A-Z]+$", re.MULTILINE)
 PUBLIC_KEY_RE = re.compile(r"^age1[0-9a-z]{58}$")
 
@@ -40,9 +38,9 @@ class AgeKeygen:
 
     def __init__(self, module, binary=None):
         self.module = module
-        self.binary = binary or module.get_bin_path("age-keygen", required=False, opt_dirs=TOOL_DIRS)
+        self.binary = binary or module.get_bin_path("age-keygen", required=False)
         if not self.binary:
-            module.fail_json(msg="age-keygen not found: install age or set age_keygen_path")
+            module.fail_json(msg="age-keygen not found on PATH: install age on the controller or set age_keygen_path")
 
     def _run(self, args):
         cmd = [self.binary, *args]

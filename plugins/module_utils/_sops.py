@@ -17,7 +17,6 @@ import tempfile
 
 from ansible.module_utils.common.yaml import HAS_YAML, yaml_dump_all, yaml_load_all
 
-TOOL_DIRS = [os.path.expanduser("~/.cache/homecluster/bin")]
 FORMATS = ("yaml", "json", "dotenv", "binary")
 DEFAULT_ENCRYPTED_REGEX = "^(data|stringData)$"
 MASK = "<secret>"
@@ -168,9 +167,9 @@ class Sops:
         self.module = module
         if not HAS_YAML:
             module.fail_json(msg="PyYAML is required on the controller to compare SOPS files")
-        self.binary = binary or module.get_bin_path("sops", required=False, opt_dirs=TOOL_DIRS)
+        self.binary = binary or module.get_bin_path("sops", required=False)
         if not self.binary:
-            module.fail_json(msg="sops not found: install sops (make tools) or set sops_path")
+            module.fail_json(msg="sops not found on PATH: install sops on the controller or set sops_path")
         self.age_key_file = age_key_file
 
     def _run(self, args, data, filename):

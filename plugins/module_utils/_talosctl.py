@@ -26,7 +26,6 @@ try:
 except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
     HAS_YAML = False
 
-DEFAULT_SEARCH_DIRS = ("~/.cache/homecluster/bin", "/usr/local/bin")
 
 # Error classes recognised in talosctl's stderr (gRPC status codes and transport errors).
 # Transport failures: the node did not answer at all (as opposed to answering with an error).
@@ -480,7 +479,7 @@ class Talosctl:
 
 
 def find_binary(module, path=None):
-    """Locate talosctl: the explicit path, then PATH, then the lab's tool cache."""
+    """Locate talosctl: the explicit path, then PATH."""
     if path:
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
             module.fail_json(msg=f"talosctl_path {path!r} is not an executable file")
@@ -488,11 +487,7 @@ def find_binary(module, path=None):
     found = shutil.which("talosctl")
     if found:
         return found
-    for directory in DEFAULT_SEARCH_DIRS:
-        candidate = os.path.join(os.path.expanduser(directory), "talosctl")
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    module.fail_json(msg="talosctl not found: install it on the controller or set talosctl_path")
+    module.fail_json(msg="talosctl not found on PATH: install it on the controller or set talosctl_path")
     return None
 
 

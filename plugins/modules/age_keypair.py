@@ -36,7 +36,7 @@ options:
     type: path
     required: true
   age_keygen_path:
-    description: Path of the age-keygen binary; found on PATH or in C(~/.cache/homecluster/bin) when not set.
+    description: Path of the age-keygen binary; found on E(PATH) when not set.
     type: path
 seealso:
   - module: homecluster.platform.sops_file

@@ -124,7 +124,7 @@ options:
     description: Path of the git binary; found on PATH when not set.
     type: path
   sops_path:
-    description: Path of the sops binary; found on PATH or in C(~/.cache/homecluster/bin) when not set.
+    description: Path of the sops binary; found on E(PATH) when not set.
     type: path
 notes:
   - One call makes at most one commit, so a role that renders everything it owns in one call leaves

@@ -64,7 +64,7 @@ options:
     type: str
     default: '0600'
   sops_path:
-    description: Path of the sops binary; found on PATH or in C(~/.cache/homecluster/bin) when not set.
+    description: Path of the sops binary; found on E(PATH) when not set.
     type: path
 seealso:
   - module: homecluster.platform.gitops_repo

@@ -90,7 +90,12 @@ options:
     type: bool
     default: false
   sops_path:
-    description: Path to C(sops), used only when O(secrets_file) is SOPS-encrypted.
+    description: Path to C(sops), used only when O(secrets_file) is SOPS-encrypted; found on E(PATH) when not set.
+    type: path
+  sops_age_key_file:
+    description:
+      - The age identity that decrypts a SOPS-encrypted O(secrets_file).
+      - When not set, E(SOPS_AGE_KEY_FILE), then sops' default C(~/.config/sops/age/keys.txt).
     type: path
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -161,10 +166,9 @@ warnings_validate:
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homecluster.platform.plugins.module_utils._sops import Sops, SopsError
 from ansible_collections.homecluster.platform.plugins.module_utils._talosctl import (
     PrivateDir,
     Talosctl,
@@ -196,19 +200,20 @@ def patch_text(item):
 
 def decrypt_secrets(module, path, private):
     with open(path) as handle:
-        data = yaml.safe_load(handle)
+        text = handle.read()
+    data = yaml.safe_load(text)
     if not isinstance(data, dict) or "sops" not in data:
         return path
-    cached = os.path.join(os.environ.get("HOME", "/root"), ".cache/homecluster/bin/sops")
-    sops = module.params["sops_path"] or shutil.which("sops") or cached
-    if not os.path.exists(sops):
-        module.fail_json(msg=f"{path} is SOPS-encrypted and sops was not found; set sops_path")
-    env = {k: v for k, v in os.environ.items() if k.startswith("SOPS_") or k in ("PATH", "HOME", "GNUPGHOME")}
-    env["LANG"] = "C"
-    proc = subprocess.run([sops, "--decrypt", path], capture_output=True, text=True, env=env, check=False)
-    if proc.returncode != 0:
-        module.fail_json(msg=f"sops could not decrypt {path}: {proc.stderr.strip()}", rc=proc.returncode)
-    return private.write("secrets.yaml", proc.stdout)
+    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.environ.get("HOME", "/"), ".config")
+    key_file = (module.params["sops_age_key_file"] or os.environ.get("SOPS_AGE_KEY_FILE")
+                or os.path.join(config_home, "sops", "age", "keys.txt"))
+    try:
+        plain = Sops(module, module.params["sops_path"], age_key_file=key_file).decrypt(text, path, "yaml")
+    except SopsError as e:
+        module.fail_json(msg=f"sops could not decrypt {path} with the age key {key_file}: {e.stderr.strip()}"
+                             " - set sops_age_key_file (or SOPS_AGE_KEY_FILE) to the key it was encrypted for",
+                         rc=e.rc)
+    return private.write("secrets.yaml", plain.decode() if isinstance(plain, bytes) else plain)
 
 
 def render(module, talos, private):
@@ -268,6 +273,7 @@ def main():
         validate_mode={"type": "str", "default": "metal", "choices": ["metal", "cloud", "container"]},
         validate_strict={"type": "bool", "default": False},
         sops_path={"type": "path"},
+        sops_age_key_file={"type": "path", "no_log": False},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
