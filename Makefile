@@ -41,10 +41,11 @@ tools: venv apt-packages ## Build the real tools (talosctl, helm, kube-*, etcd, 
 	$(PYTHON) lab/tools/build.py
 	@bash lab/tools/ansible-test-prep.sh
 
-lint: venv ## yamllint, ruff, ansible-lint (production profile)
+lint: venv ## yamllint, ruff, ansible-lint (production profile), argument specs in step with defaults
 	@echo "== yamllint"; yamllint --strict .
 	@echo "== ruff"; ruff check .
 	@echo "== ansible-lint"; ansible-lint --offline --profile production
+	@echo "== argument specs against defaults"; $(PYTHON) lab/tools/check_argspecs.py
 
 sanity: venv ## ansible-test sanity
 	@bash lab/tools/ansible-test.sh sanity
