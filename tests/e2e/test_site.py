@@ -132,7 +132,8 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cold(lab):
-    out, elapsed = site(lab, log="cold.log")
+    # -vvv: the secrets audit (test_no_secret_leaks) reads everything the modules return
+    out, elapsed = site(lab, "-vvv", log="cold.log")
     return out, elapsed
 
 
@@ -187,3 +188,17 @@ def test_check_diff_shows_one_change_per_layer_and_changes_nothing(lab, cold):
         assert needle in diffs.get(layer, ""), f"drift_report.json: no {needle!r} under {layer}: {sorted(diffs)}"
     assert "storage" in diffs, f"drift_report.json: no storage change: {sorted(diffs)}"
     assert "preflight" not in diffs, "the preflight predicted a change"
+
+
+def test_no_secret_leaks(lab, cold):
+    """The cold run at -vvv, the rerun and --check --diff (their output), the lab's logs, the GitOps
+    remote's whole history and every file of the lab state not kept 0600 hold none of the Talos
+    bundle's keys, the age private key, the inventory's tokens and secrets, nor any Secret value."""
+    import sys  # noqa: PLC0415 - the audit lives with the security tests
+    sys.path.insert(0, str(REPO / "tests" / "integration" / "security"))
+    import secrets_audit  # noqa: PLC0415
+    logs = sorted(lab.glob("*.log")) + sorted(lab.rglob("logs/*.log"))
+    kubectl = [str(BIN / "kubectl"), "--kubeconfig", str(lab / "cluster" / "kubeconfig")]
+    names, findings = secrets_audit.audit(lab, lab / "inventory", kubectl, logs, lab / "git" / "gitops.git")
+    assert any(n.startswith("talos ") for n in names) and "age private key" in names, sorted(names)
+    assert not findings, "secrets found: " + "; ".join(findings)
