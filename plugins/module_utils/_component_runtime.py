@@ -195,6 +195,10 @@ class Delivery:
                     self.load_crds(c)
                 if not c["chart"]:
                     continue
+                if self.p.get("action") == "deliver" and self.release_is_current(c):
+                    # Installed with exactly this chart and these values, which the chart then accepted and
+                    # the whole-inventory preflight has just checked: no download, check or render again.
+                    continue
                 path, info = self.fetch_chart(c)
             except CliError as e:
                 problems.append(self._problem(c, "chart", f"chart {c['chart']['name'] if c['chart'] else ''} "
@@ -209,7 +213,7 @@ class Delivery:
                     problems.append(self._problem(
                         c, bad["key"], f"{var}: key {bad['key']} {bad['problem']} (chart {info.name} {info.version})"
                                        f"{hint}", variable=c["values_variable"]))
-            if self.p["render_check"] and not (self.p.get("action") == "deliver" and self.release_is_current(c)):
+            if self.p["render_check"]:
                 try:
                     self.helm.template(c["name"], path, c["namespace"], c["values"], self.kube_version(),
                                        secret=c["sensitive"])

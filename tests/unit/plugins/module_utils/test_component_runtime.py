@@ -250,3 +250,26 @@ def test_uninstalling_a_release_that_holds_data_is_refused_without_remove_data()
     helm.installed[("hello", "hello")]["rendered"] = [("PersistentVolumeClaim", "cache")]
     (p,) = d.preflight([component(state="absent")])
     assert "PersistentVolumeClaim/cache" in p["message"]
+
+
+def test_a_current_release_is_not_downloaded_checked_or_rendered_again_on_delivery():
+    d, kube, helm = delivery()
+    kube.served.add(("v1", "ConfigMap"))
+    fetched = []
+    d.fetch_chart = lambda c: fetched.append(c["name"]) or (f"{c['chart']['name']}-{c['chart']['version']}", None)
+    d.deliver_helm(component())
+    assert fetched == ["hello"]
+    fetched.clear()
+    rerun, _k, _h = delivery()
+    rerun.kubectl, rerun.helm, rerun.p["action"] = kube, helm, "deliver"
+    rerun.fetch_chart = d.fetch_chart
+    rerun.helm.template = lambda *a, **k: fetched.append("template")
+    rerun.p["values_check"] = False
+    rerun._kube_version = "1.37.0"
+    assert rerun.preflight([component()]) == [] and fetched == []
+    # changed values are fetched and rendered; so is everything in the whole-inventory preflight
+    rerun.preflight([component(values={"replicaCount": 2})])
+    assert fetched == ["hello", "template"]
+    rerun.p["action"] = "preflight"
+    rerun.preflight([component()])
+    assert fetched == ["hello", "template", "hello", "template"]
