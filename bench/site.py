@@ -62,9 +62,11 @@ def run(state: Path, name: str, *extra: str) -> dict:
     (state / f"{name}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         sys.exit(f"site.yml ({name}) failed, see {state / (name + '.log')}:\n{proc.stdout[-3000:]}")
-    plays = json.loads(timer.read_text()) if timer.exists() else []
+    timed = json.loads(timer.read_text()) if timer.exists() else {}
+    plays = timed.get("plays", [])
     return {"seconds": seconds, "tasks": sum(p["tasks"] for p in plays),
-            "changed": sum(p["changed"] for p in plays), "layers": plays}
+            "changed": sum(p["changed"] for p in plays), "layers": plays,
+            "slowest_tasks": timed.get("slowest_tasks", [])}
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from ansible.plugins.callback import CallbackBase
 DOCUMENTATION = """
 name: bench_timer
 type: aggregate
-short_description: time and task count per play, for bench/site.py
+short_description: time and task count per play, and the slowest tasks, for bench/site.py
 description: Writes the plays of a run with their wall time, tasks started and results per status.
 requirements: [enabled in callbacks_enabled]
 """
@@ -32,6 +32,16 @@ class CallbackModule(CallbackBase):
         super().__init__()
         self.plays = []
         self.current = None
+        self.task = None
+        self.tasks = {}
+
+    def _close_task(self):
+        if self.task:
+            name, start = self.task
+            t = self.tasks.setdefault(name, {"task": name, "seconds": 0.0, "runs": 0})
+            t["seconds"] = round(t["seconds"] + time.monotonic() - start, 2)
+            t["runs"] += 1
+            self.task = None
 
     def _close(self):
         if self.current:
@@ -40,11 +50,14 @@ class CallbackModule(CallbackBase):
             self.current = None
 
     def v2_playbook_on_play_start(self, play):
+        self._close_task()
         self._close()
         self.current = {"play": play.get_name(), "tasks": 0, "ok": 0, "changed": 0, "skipped": 0,
                         "_start": time.monotonic()}
 
     def v2_playbook_on_task_start(self, task, is_conditional):
+        self._close_task()
+        self.task = (f"{self.current['play'] if self.current else ''} / {task.get_name()}", time.monotonic())
         if self.current:
             self.current["tasks"] += 1
 
@@ -57,8 +70,10 @@ class CallbackModule(CallbackBase):
             self.current["skipped"] += 1
 
     def v2_playbook_on_stats(self, stats):
+        self._close_task()
         self._close()
         out = os.environ.get("BENCH_TIMER_OUT")
         if out:
+            slowest = sorted(self.tasks.values(), key=lambda t: -t["seconds"])[:25]
             with open(out, "w", encoding="utf-8") as f:
-                json.dump(self.plays, f, indent=2)
+                json.dump({"plays": self.plays, "slowest_tasks": slowest}, f, indent=2)
