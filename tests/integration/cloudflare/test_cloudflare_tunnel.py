@@ -30,8 +30,8 @@ TOKENS = {
     "full": ("tok-full-000000000000000000000000000000", ["Zone Read", "DNS Write", "Cloudflare Tunnel Write"]),
     "no-dns": ("tok-nodns-00000000000000000000000000000", ["Zone Read", "Cloudflare Tunnel Write"]),
     "no-tunnel": ("tok-notun-00000000000000000000000000000", ["Zone Read", "DNS Write"]),
-    "tunnel-read": ("tok-tunro-00000000000000000000000000000", ["Zone Read", "DNS Write",
-                                                                  "Cloudflare Tunnel Read"]),
+    "tunnel-read": ("tok-tunro-00000000000000000000000000000",
+                    ["Zone Read", "DNS Write", "Cloudflare Tunnel Read"]),
     "revoked": ("tok-revoked-000000000000000000000000000", ["Zone Read", "DNS Write", "Cloudflare Tunnel Write"]),
 }
 

@@ -88,7 +88,7 @@ def pod(name: str, namespace: str, image: str, security: dict | None = None, lab
 
 def create(kube: Path, doc: str) -> subprocess.CompletedProcess:
     """Create for real (no dry run). A new policy takes effect within about a second."""
-    for _ in range(20):
+    for _attempt in range(20):
         r = kubectl(kube, "create", "-f", "-", stdin=doc, check=False)
         if r.returncode != 0 and "homecluster-" not in r.stderr and "not found" in r.stderr:
             continue

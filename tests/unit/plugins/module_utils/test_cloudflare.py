@@ -65,14 +65,14 @@ def client(answers, **kw):
 
 
 def test_paging_follows_total_pages():
-    cf, fake, _ = client([ok([1] * 5, {"page": 1, "per_page": 5, "total_pages": 2}),
-                          ok([2, 2], {"page": 2, "per_page": 5, "total_pages": 2})])
+    cf, fake, _sleeps = client([ok([1] * 5, {"page": 1, "per_page": 5, "total_pages": 2}),
+                                ok([2, 2], {"page": 2, "per_page": 5, "total_pages": 2})])
     assert cf.list_all("/zones", per_page=5) == [1] * 5 + [2, 2]
     assert "page=2" in fake.urls[1] and "per_page=5" in fake.urls[1]
 
 
 def test_verification_and_ca_reach_the_transport():
-    cf, fake, _ = client([ok({"id": "x", "status": "active"})], validate_certs=True, ca_path="/ca.pem")
+    cf, fake, _sleeps = client([ok({"id": "x", "status": "active"})], validate_certs=True, ca_path="/ca.pem")
     cf.verify_token()
     assert fake.kwargs[0]["validate_certs"] is True and fake.kwargs[0]["ca_path"] == "/ca.pem"
     assert fake.kwargs[0]["headers"]["Authorization"] == "Bearer tok"
@@ -80,10 +80,10 @@ def test_verification_and_ca_reach_the_transport():
 
 def test_retry_after_is_honoured_then_gives_up():
     limited = {"success": False, "errors": [{"code": 971, "message": "Please wait"}], "result": None}
-    cf, _, sleeps = client([http_error(429, limited, {"Retry-After": "7"}), ok([])], retries=2)
+    cf, _fake, sleeps = client([http_error(429, limited, {"Retry-After": "7"}), ok([])], retries=2)
     assert cf.list_all("/zones") == []
     assert sleeps == [7]
-    cf, _, sleeps = client([http_error(503, limited)] * 3, retries=2)
+    cf, _fake, sleeps = client([http_error(503, limited)] * 3, retries=2)
     with pytest.raises(CloudflareError) as err:
         cf.request("GET", "/zones")
     assert err.value.status == 503 and sleeps == [1, 2]
@@ -91,7 +91,7 @@ def test_retry_after_is_honoured_then_gives_up():
 
 def test_under_scoped_names_the_permission():
     denied = {"success": False, "errors": [{"code": 10000, "message": "Authentication error"}], "result": None}
-    cf, _, _ = client([http_error(403, denied)])
+    cf, _fake, _sleeps = client([http_error(403, denied)])
     with pytest.raises(CloudflareError) as err:
         cf.create_dns_record("z", {}, "create the CNAME a.example")
     assert err.value.permission == "DNS Write"
@@ -99,9 +99,9 @@ def test_under_scoped_names_the_permission():
 
 
 def test_other_refusals_name_no_permission():
-    bad = {"success": False, "errors": [{"code": 81053, "message": "An A, AAAA, or CNAME record with that host "
-                                                                  "already exists."}], "result": None}
-    cf, _, _ = client([http_error(400, bad)])
+    message = "An A, AAAA, or CNAME record with that host already exists."
+    bad = {"success": False, "errors": [{"code": 81053, "message": message}], "result": None}
+    cf, _fake, _sleeps = client([http_error(400, bad)])
     with pytest.raises(CloudflareError) as err:
         cf.create_dns_record("z", {}, "create")
     assert err.value.permission is None and "81053" in str(err.value)
@@ -113,12 +113,12 @@ def test_other_refusals_name_no_permission():
     (ok({"id": "x", "status": "disabled"}), "is disabled"),
 ])
 def test_verify_refusals(answer, text):
-    cf, _, _ = client([answer])
+    cf, _fake, _sleeps = client([answer])
     with pytest.raises(CloudflareError, match=text):
         cf.verify_token()
 
 
 def test_zone_not_visible():
-    cf, _, _ = client([ok([], {"page": 1, "per_page": 50, "total_pages": 0})])
+    cf, _fake, _sleeps = client([ok([], {"page": 1, "per_page": 50, "total_pages": 0})])
     with pytest.raises(CloudflareError, match="Zone Read"):
         cf.zone_by_name("example.org")

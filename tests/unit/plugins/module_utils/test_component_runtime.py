@@ -236,8 +236,9 @@ def test_removing_the_namespace_without_data_is_refused_in_preflight():
 
 def test_uninstalling_a_release_that_holds_data_is_refused_without_remove_data():
     d, _kube, helm = delivery()
-    helm.installed[("hello", "hello")] = {"chart": "lab-hello", "version": "0.1.0", "values": {},
-                                           "rendered": [("Deployment", "hello"), ("CephCluster", "rook-ceph")]}
+    helm.installed[("hello", "hello")] = {
+        "chart": "lab-hello", "version": "0.1.0", "values": {},
+        "rendered": [("Deployment", "hello"), ("CephCluster", "rook-ceph")]}
     c = component(state="absent", data_kinds=["CephCluster"])
     (p,) = d.preflight([c])
     assert p["key"] == "remove.data" and "CephCluster/rook-ceph" in p["message"]

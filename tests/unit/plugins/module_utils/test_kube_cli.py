@@ -139,7 +139,7 @@ def test_helm_pull_sources(tmp_path):
 
 
 def test_helm_manifest_objects_lists_what_the_release_rendered_and_keeps_no_stdout_on_failure():
-    rec = Recorder((0, fixture("helm-get-manifest.yaml"), ""))
+    rec = Recorder((0, fixture("helm-get-manifest.txt"), ""))
     h = Helm("/usr/bin/helm", runner=rec)
     assert h.manifest_objects("hello", "demo") == [("Service", "hello"), ("Deployment", "hello")]
     assert rec.calls[0]["cmd"][1:] == ["get", "manifest", "hello", "-n", "demo"]
