@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PYTHON := $(VENV)/bin/python
 MOLECULE_SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: e2e help venv tools apt-packages collection-link lint sanity units pytest molecule test \
+.PHONY: e2e help venv tools apt-packages collection-link lint sanity units pytest molecule slow-tests test \
         build demo lab-up lab-down lab-status clean-cache
 
 help: ## Show the targets
@@ -57,11 +57,19 @@ pytest: tools ## pytest: lab, simulators, modules against real tools, the prefli
 	@echo "== go test (lab/talos_sim)"; cd lab/talos_sim && go test ./...
 	@echo "== pytest"; $(PYTHON) -m pytest -q tests/integration tests/preflight lab
 
-molecule: tools ## Every molecule scenario
+molecule: tools ## Every molecule scenario, one after the other
 	@for s in $(MOLECULE_SCENARIOS); do \
 	  echo "== molecule test -s $$s"; \
 	  $(TIMED) "molecule $$s" molecule test -s $$s || { echo "molecule scenario $$s FAILED"; exit 1; }; \
 	done
+
+# The molecule scenarios and the e2e side by side, in $(TEST_LANES) lanes (molecule/lanes.yml
+# says which ones share addresses); each job's log is kept under $(TEST_LOGS).
+TEST_LANES ?= 2
+TEST_LOGS ?= $(HOMECLUSTER_CACHE)/test-logs
+slow-tests: tools ## Every molecule scenario and the e2e, side by side (TEST_LANES=2)
+	@$(PYTHON) lab/tools/lanes.py --lanes $(TEST_LANES) --logs $(TEST_LOGS) --times "$(TEST_TIMES)" \
+	  $(MOLECULE_SCENARIOS) e2e
 
 e2e: tools ## site.yml on the lab: cold run, rerun changed=0, --check --diff with one change per layer
 	@echo "== end to end"; $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
@@ -79,8 +87,7 @@ test: ## Everything CI runs, with a time table per step
 	@$(TIMED) sanity $(MAKE) --no-print-directory sanity
 	@$(TIMED) units $(MAKE) --no-print-directory units
 	@$(TIMED) pytest $(MAKE) --no-print-directory pytest
-	@$(MAKE) --no-print-directory molecule
-	@$(TIMED) e2e $(MAKE) --no-print-directory e2e
+	@$(TIMED) "molecule + e2e (wall, $(TEST_LANES) lanes)" $(MAKE) --no-print-directory slow-tests
 	@bash lab/tools/timed.sh --table "$(TEST_TIMES)"
 	@echo "make test: lint, sanity, units, pytest, molecule ($(words $(MOLECULE_SCENARIOS)) scenarios) and e2e passed"
 
