@@ -54,7 +54,7 @@ def secret(d: Path) -> str:
     return f.read_text().strip()
 
 
-def config(d: Path, address: str, port: int, zone: str, key_name: str, key: str) -> str:
+def config(d: Path, address: str, port: int, zone: str, *, key_name: str, key: str) -> str:
     return f"""// The lab's internal DNS (lab/dns/dns.py). Loopback only.
 options {{
     directory "{d}";
@@ -106,7 +106,7 @@ def cmd_up(args) -> int:
         return 2
     key = secret(d)
     conf = d / "named.conf"
-    conf.write_text(config(d, args.address, args.port, args.zone, args.key_name, key))
+    conf.write_text(config(d, args.address, args.port, args.zone, key_name=args.key_name, key=key))
     conf.chmod(0o600)
     zf = d / f"{args.zone}.zone"
     if not zf.exists():  # kept across restarts: the records external-dns wrote stay (with the journal)
