@@ -86,11 +86,10 @@ renewed:
   sample: false
 """
 
-import base64
-import datetime
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homecluster.platform.plugins.module_utils._certs import days_left
 from ansible_collections.homecluster.platform.plugins.module_utils._talosctl import (
     Talosctl,
     TalosctlError,
@@ -104,23 +103,6 @@ try:
     import yaml
 except ImportError:  # pragma: no cover
     yaml = None
-
-try:
-    from cryptography import x509
-
-    HAS_CRYPTO = True
-except ImportError:  # pragma: no cover
-    HAS_CRYPTO = False
-
-
-def days_left(cert_b64):
-    if not HAS_CRYPTO or not cert_b64:
-        return None
-    try:
-        cert = x509.load_pem_x509_certificate(base64.b64decode(cert_b64))
-    except (ValueError, TypeError):
-        return 0
-    return (cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC)).days
 
 
 def named(entries, name):

@@ -98,11 +98,10 @@ renewed:
   sample: false
 """
 
-import base64
-import datetime
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homecluster.platform.plugins.module_utils._certs import days_left
 from ansible_collections.homecluster.platform.plugins.module_utils._talosctl import (
     Talosctl,
     TalosctlError,
@@ -116,25 +115,6 @@ try:
     import yaml
 except ImportError:  # pragma: no cover
     yaml = None
-
-try:
-    from cryptography import x509
-
-    HAS_CRYPTO = True
-except ImportError:  # pragma: no cover
-    HAS_CRYPTO = False
-
-
-def cert_days_left(crt_b64):
-    """Days until the base64 PEM certificate expires, or None when it cannot be read."""
-    if not HAS_CRYPTO or not crt_b64:
-        return None
-    try:
-        cert = x509.load_pem_x509_certificate(base64.b64decode(crt_b64))
-    except (ValueError, TypeError):
-        return 0
-    now = datetime.datetime.now(datetime.UTC)
-    return (cert.not_valid_after_utc - now).days
 
 
 def secrets_os_ca(path):
@@ -174,7 +154,7 @@ def main():
     ca = secrets_os_ca(p["secrets_file"])
     keep_cert = bool(
         old and ca and old.get("ca") == ca and old.get("crt") and old.get("key")
-        and (cert_days_left(old.get("crt")) is None or cert_days_left(old.get("crt")) > p["renew_before_days"])
+        and (days_left(old.get("crt")) is None or days_left(old.get("crt")) > p["renew_before_days"])
     )
     result = {"changed": False, "dest": dest, "context": name, "renewed": not keep_cert}
 
