@@ -26,6 +26,12 @@ type NodeStatus struct {
 	StagedConfig bool           `json:"staged_config"`
 	Disks        []DiskDef      `json:"disks"`
 	Calls        map[string]int `json:"calls"`
+	Schematic    string         `json:"schematic"`
+	Extensions   []string       `json:"extensions"`
+	// PendingImage: an installer image written by an upgrade, running from the next boot
+	PendingImage string `json:"pending_image,omitempty"`
+	Upgrades     int    `json:"upgrades"`
+	EtcdUp       bool   `json:"etcd_up"`
 }
 
 func (n *Node) statusLocked() NodeStatus {
@@ -35,6 +41,12 @@ func (n *Node) statusLocked() NodeStatus {
 		StagedConfig: n.rec.PersistedConfig != "" && n.rec.PersistedConfig != n.rec.ActiveConfig,
 		Disks:        n.def.Disks,
 		Calls:        map[string]int{},
+		Schematic:    n.rec.Schematic, Extensions: append([]string{}, n.rec.Extensions...),
+		Upgrades: n.rec.Upgrades, EtcdUp: n.etcdUpLocked(),
+	}
+
+	if n.rec.Pending != nil {
+		st.PendingImage = n.rec.Pending.Image
 	}
 
 	for k, v := range n.calls {
@@ -90,6 +102,40 @@ func (s *Sim) Handler() http.Handler {
 
 	mux.HandleFunc("POST /power", s.handlePower)
 
+	mux.HandleFunc("GET /etcd", func(w http.ResponseWriter, _ *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+
+		writeJSON(w, http.StatusOK, s.etcdReportLocked())
+	})
+
+	mux.HandleFunc("POST /etcd/reset", func(w http.ResponseWriter, _ *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+
+		s.resetEtcdStatsLocked()
+		writeJSON(w, http.StatusOK, s.etcdReportLocked())
+	})
+
+	mux.HandleFunc("POST /etcd/alarms", s.handleAlarm)
+
+	mux.HandleFunc("DELETE /etcd/alarms", func(w http.ResponseWriter, _ *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+
+		s.alarms = map[uint64]string{}
+		writeJSON(w, http.StatusOK, s.etcdReportLocked())
+	})
+
+	mux.HandleFunc("GET /schematics", func(w http.ResponseWriter, _ *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+
+		writeJSON(w, http.StatusOK, s.schematicsLocked())
+	})
+
+	mux.HandleFunc("POST /schematics", s.handleSchematic)
+
 	mux.HandleFunc("GET /faults", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"faults": s.faults.list()})
 	})
@@ -130,6 +176,9 @@ type powerRequest struct {
 	Name    string    `json:"name"`
 	State   string    `json:"state"`
 	Disks   []DiskDef `json:"disks,omitempty"` // for a node the simulator does not know yet
+	// boot media of a node the simulator does not know yet
+	Schematic  string   `json:"schematic,omitempty"`
+	Extensions []string `json:"extensions,omitempty"`
 }
 
 func (s *Sim) handlePower(w http.ResponseWriter, r *http.Request) {
@@ -165,7 +214,7 @@ func (s *Sim) handlePower(w http.ResponseWriter, r *http.Request) {
 		}
 
 		off := false
-		if err := s.addNodeLocked(NodeDef{Name: req.Name, Address: req.Address, PoweredOn: &off, Disks: req.Disks}); err != nil {
+		if err := s.addNodeLocked(NodeDef{Name: req.Name, Address: req.Address, PoweredOn: &off, Disks: req.Disks, Schematic: req.Schematic, Extensions: req.Extensions}); err != nil {
 			httpError(w, http.StatusBadRequest, "%v", err)
 
 			return
@@ -237,4 +286,59 @@ func (s *Sim) handleAddFault(w http.ResponseWriter, r *http.Request) {
 
 	s.log.Printf("fault added: %+v", f)
 	writeJSON(w, http.StatusOK, map[string]any{"faults": s.faults.list()})
+}
+
+// handleAlarm raises an etcd alarm on a control plane's member: {"address", "alarm": "NOSPACE"|"CORRUPT"}.
+func (s *Sim) handleAlarm(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Address string `json:"address"`
+		Alarm   string `json:"alarm"`
+	}
+
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, "bad JSON: %v", err)
+
+		return
+	}
+
+	req.Alarm = strings.ToUpper(req.Alarm)
+	if req.Alarm != "NOSPACE" && req.Alarm != "CORRUPT" {
+		httpError(w, http.StatusBadRequest, "alarm must be NOSPACE or CORRUPT, got %q", req.Alarm)
+
+		return
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	n := s.byAddr[req.Address]
+	if n == nil || !n.rec.EtcdMember {
+		httpError(w, http.StatusNotFound, "no etcd member at %q", req.Address)
+
+		return
+	}
+
+	s.alarms[n.rec.EtcdMemberID] = req.Alarm
+	writeJSON(w, http.StatusOK, s.etcdReportLocked())
+}
+
+// handleSchematic registers a schematic with the simulated Image Factory: {"id", "extensions": [...]}.
+func (s *Sim) handleSchematic(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		ID         string   `json:"id"`
+		Extensions []string `json:"extensions"`
+	}
+
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.ID == "" {
+		httpError(w, http.StatusBadRequest, "want {\"id\": \"<schematic>\", \"extensions\": [...]}")
+
+		return
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	s.schematicsLocked()[req.ID] = append([]string{}, req.Extensions...)
+	_ = s.saveLocked()
+	writeJSON(w, http.StatusOK, s.schematicsLocked())
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/cosi-project/runtime/pkg/resource"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
+	"github.com/siderolabs/talos/pkg/machinery/extensions"
 	"github.com/siderolabs/talos/pkg/machinery/resources/block"
 	"github.com/siderolabs/talos/pkg/machinery/resources/cluster"
 	"github.com/siderolabs/talos/pkg/machinery/resources/config"
@@ -66,6 +68,8 @@ func newResourceState(ctx context.Context) (state.State, error) {
 		&etcd.Member{},
 		&k8s.Nodename{},
 		&runtime.MachineStatus{},
+		&runtime.ExtensionStatus{},
+		&runtime.ImageFactorySchematic{},
 		&v1alpha1.Service{},
 	} {
 		if err := rdRegistry.Register(ctx, r); err != nil {
@@ -164,6 +168,8 @@ type nodeView struct {
 	Members      []memberView
 	Version      string
 	InstallError string
+	Schematic    string
+	Extensions   []string
 }
 
 type memberView struct {
@@ -271,6 +277,10 @@ func syncResources(ctx context.Context, st state.State, v nodeView) error {
 		return err
 	}
 
+	if err := syncExtensions(ctx, st, v); err != nil {
+		return err
+	}
+
 	keep = map[string]bool{}
 
 	for _, m := range v.Members {
@@ -329,4 +339,63 @@ func accessFilter(st state.State) state.FilteringRule {
 
 		return nil
 	}
+}
+
+// syncExtensions: one ExtensionStatus per system extension of the running image, plus the
+// "schematic" extension the Image Factory injects (version = the schematic ID), and the
+// ImageFactorySchematic resource machined derives from it.
+func syncExtensions(ctx context.Context, st state.State, v nodeView) error {
+	keep := map[string]bool{}
+	up := v.Stage == runtime.MachineStageRunning || v.Stage == runtime.MachineStageMaintenance
+
+	var layers []extensions.Layer
+
+	if up {
+		for _, e := range v.Extensions {
+			name := e[strings.LastIndex(e, "/")+1:]
+			layers = append(layers, extensions.Layer{
+				Image:    name + ".sqsh",
+				Metadata: extensions.Metadata{Name: name, Version: "sim", Author: "Sidero Labs", Description: "simulated system extension " + e},
+			})
+		}
+
+		if v.Schematic != "" {
+			layers = append(layers, extensions.Layer{
+				Image:    "schematic.sqsh",
+				Metadata: extensions.Metadata{Name: "schematic", Version: v.Schematic, Author: "Image Factory (https://factory.talos.dev)", Description: "Virtual extension which specifies the schematic ID of the image."},
+			})
+		}
+	}
+
+	for i, l := range layers {
+		id := strconv.Itoa(i)
+		keep[id] = true
+		r := runtime.NewExtensionStatus(runtime.NamespaceName, id)
+		*r.TypedSpec() = l
+
+		if err := upsert(ctx, st, r); err != nil {
+			return err
+		}
+	}
+
+	if err := prune(ctx, st, resource.NewMetadata(runtime.NamespaceName, runtime.ExtensionStatusType, "", resource.VersionUndefined), keep); err != nil {
+		return err
+	}
+
+	sm := resource.NewMetadata(runtime.NamespaceName, runtime.ImageFactorySchematicType, runtime.ImageFactorySchematicID, resource.VersionUndefined)
+
+	if !up || v.Schematic == "" {
+		if err := st.Destroy(ctx, sm); err != nil && !state.IsNotFoundError(err) {
+			return err
+		}
+
+		return nil
+	}
+
+	r := runtime.NewImageFactorySchematic(runtime.NamespaceName, runtime.ImageFactorySchematicID)
+	r.TypedSpec().SchematicID = v.Schematic
+	r.TypedSpec().Flavor = "Image Factory"
+	r.TypedSpec().APIURL = "https://factory.talos.dev"
+
+	return upsert(ctx, st, r)
 }

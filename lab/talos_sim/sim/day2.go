@@ -4,6 +4,7 @@ package sim
 
 import (
 	"context"
+	"sort"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -22,6 +23,7 @@ func (m *machineServer) Shutdown(ctx context.Context, _ *machineapi.ShutdownRequ
 	m.s.mu.Lock()
 	n.events.addSequence("shutdown", actor)
 	n.stage = runtime.MachineStageShuttingDown
+	m.s.noteEtcdLocked()
 	m.s.mu.Unlock()
 
 	time.AfterFunc(200*time.Millisecond, func() {
@@ -46,6 +48,10 @@ func (m *machineServer) etcdMemberCheck(n *Node, api string) error {
 
 	if !n.rec.EtcdMember {
 		return status.Error(codes.FailedPrecondition, "etcd is not running on this node")
+	}
+
+	if !m.s.hasQuorumLocked() {
+		return errNoQuorum()
 	}
 
 	return nil
@@ -91,17 +97,68 @@ func (m *machineServer) EtcdRemoveMemberByID(ctx context.Context, in *machineapi
 	return nil, status.Errorf(codes.NotFound, "etcdserver: member not found: %x", in.GetMemberId())
 }
 
-// EtcdForfeitLeadership has nothing to hand over in the simulation.
+// EtcdForfeitLeadership hands the leadership to another member that is up when this node
+// leads (Member names the new leader); on a follower it does nothing.
 func (m *machineServer) EtcdForfeitLeadership(ctx context.Context, _ *machineapi.EtcdForfeitLeadershipRequest) (*machineapi.EtcdForfeitLeadershipResponse, error) {
 	n := targetNode(ctx)
 	if err := m.etcdMemberCheck(n, "etcd forfeit leadership"); err != nil {
 		return nil, err
 	}
 
-	return &machineapi.EtcdForfeitLeadershipResponse{Messages: []*machineapi.EtcdForfeitLeadership{{}}}, nil
+	m.s.mu.Lock()
+	next, err := m.s.forfeitLocked(n)
+	m.s.mu.Unlock()
+
+	if err != nil {
+		return nil, err
+	}
+
+	return &machineapi.EtcdForfeitLeadershipResponse{Messages: []*machineapi.EtcdForfeitLeadership{{Member: next}}}, nil
 }
 
-// EtcdStatus reports the member; the lowest member ID of the cluster is the leader.
+// EtcdAlarmList lists the cluster's alarms (set through POST /etcd/alarms).
+func (m *machineServer) EtcdAlarmList(ctx context.Context, _ *emptypb.Empty) (*machineapi.EtcdAlarmListResponse, error) {
+	n := targetNode(ctx)
+	if err := m.etcdMemberCheck(n, "etcd alarm list"); err != nil {
+		return nil, err
+	}
+
+	m.s.mu.Lock()
+	defer m.s.mu.Unlock()
+
+	var alarms []*machineapi.EtcdMemberAlarm
+
+	for id, a := range m.s.alarms {
+		alarms = append(alarms, &machineapi.EtcdMemberAlarm{MemberId: id, Alarm: machineapi.EtcdMemberAlarm_AlarmType(machineapi.EtcdMemberAlarm_AlarmType_value[a])})
+	}
+
+	sort.Slice(alarms, func(i, j int) bool { return alarms[i].MemberId < alarms[j].MemberId })
+
+	return &machineapi.EtcdAlarmListResponse{Messages: []*machineapi.EtcdAlarm{{MemberAlarms: alarms}}}, nil
+}
+
+// EtcdAlarmDisarm clears every alarm.
+func (m *machineServer) EtcdAlarmDisarm(ctx context.Context, _ *emptypb.Empty) (*machineapi.EtcdAlarmDisarmResponse, error) {
+	n := targetNode(ctx)
+	if err := m.etcdMemberCheck(n, "etcd alarm disarm"); err != nil {
+		return nil, err
+	}
+
+	m.s.mu.Lock()
+	defer m.s.mu.Unlock()
+
+	var out []*machineapi.EtcdMemberAlarm
+
+	for id, a := range m.s.alarms {
+		out = append(out, &machineapi.EtcdMemberAlarm{MemberId: id, Alarm: machineapi.EtcdMemberAlarm_AlarmType(machineapi.EtcdMemberAlarm_AlarmType_value[a])})
+	}
+
+	m.s.alarms = map[uint64]string{}
+
+	return &machineapi.EtcdAlarmDisarmResponse{Messages: []*machineapi.EtcdAlarmDisarm{{MemberAlarms: out}}}, nil
+}
+
+// EtcdStatus reports the member and the current leader (it keeps the leadership while up).
 func (m *machineServer) EtcdStatus(ctx context.Context, _ *emptypb.Empty) (*machineapi.EtcdStatusResponse, error) {
 	n := targetNode(ctx)
 	if err := m.etcdMemberCheck(n, "etcd status"); err != nil {
@@ -111,13 +168,7 @@ func (m *machineServer) EtcdStatus(ctx context.Context, _ *emptypb.Empty) (*mach
 	m.s.mu.Lock()
 	defer m.s.mu.Unlock()
 
-	var leader uint64
-
-	for _, o := range m.s.nodes {
-		if o.rec.EtcdMember && o.cfg != nil && o.cfg.ClusterID == n.cfg.ClusterID && (leader == 0 || o.rec.EtcdMemberID < leader) {
-			leader = o.rec.EtcdMemberID
-		}
-	}
+	leader := m.s.leaderLocked()
 
 	return &machineapi.EtcdStatusResponse{Messages: []*machineapi.EtcdStatus{{MemberStatus: &machineapi.EtcdMemberStatus{
 		MemberId: n.rec.EtcdMemberID, ProtocolVersion: "3.6.0", StorageVersion: "3.6.0",

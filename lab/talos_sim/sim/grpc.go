@@ -103,7 +103,7 @@ func newGRPCServer(s *Sim) *grpc.Server {
 
 	machineapi.RegisterMachineServiceServer(srv, &machineServer{s: s})
 	machineapi.RegisterLifecycleServiceServer(srv, &lifecycleServer{s: s})
-	machineapi.RegisterImageServiceServer(srv, imageServer{})
+	machineapi.RegisterImageServiceServer(srv, imageServer{s: s})
 	cosiv1alpha1.RegisterStateServer(srv, &stateRouter{s: s})
 	storageapi.RegisterStorageServiceServer(srv, &storageServer{s: s})
 	clusterapi.RegisterClusterServiceServer(srv, &clusterServer{s: s})

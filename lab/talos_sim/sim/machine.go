@@ -521,6 +521,10 @@ func (m *machineServer) EtcdMemberList(ctx context.Context, _ *machineapi.EtcdMe
 		return nil, status.Error(codes.Unavailable, "etcd is not running on this node: the cluster is not bootstrapped yet (context deadline exceeded)")
 	}
 
+	if !m.s.hasQuorumLocked() {
+		return nil, errNoQuorum() // the member list is a linearizable read
+	}
+
 	var members []*machineapi.EtcdMember
 
 	for _, o := range m.s.nodes {
@@ -601,6 +605,7 @@ func (m *machineServer) Reboot(ctx context.Context, _ *machineapi.RebootRequest)
 	m.s.mu.Lock()
 	n.events.addSequence("reboot", actor)
 	n.stage = runtime.MachineStageRebooting
+	m.s.noteEtcdLocked() // services stop: a control plane's etcd is down until it is back
 	m.s.mu.Unlock()
 
 	time.AfterFunc(200*time.Millisecond, func() {
@@ -638,6 +643,7 @@ func (m *machineServer) Reset(ctx context.Context, in *machineapi.ResetRequest) 
 	m.s.log.Printf("%s: reset request received (graceful=%v reboot=%v). actor id: %s", n.def.Name, in.Graceful, in.Reboot, actor)
 	n.events.addSequence("reset", actor)
 	n.stage = runtime.MachineStageResetting
+	m.s.noteEtcdLocked()
 	m.s.mu.Unlock()
 
 	time.AfterFunc(200*time.Millisecond, func() {
@@ -666,10 +672,23 @@ func (m *machineServer) Reset(ctx context.Context, in *machineapi.ResetRequest) 
 	return &machineapi.ResetResponse{Messages: []*machineapi.Reset{{ActorId: actor}}}, nil
 }
 
-// Upgrade (legacy API) switches the version to the installer image tag and reboots.
+// Upgrade (legacy API, talosctl --legacy) installs the image and reboots; unlike the 1.13+
+// LifecycleService it checks on a control plane that etcd keeps quorum without this member
+// (skipped with force).
 func (m *machineServer) Upgrade(ctx context.Context, in *machineapi.UpgradeRequest) (*machineapi.UpgradeResponse, error) {
 	n := targetNode(ctx)
 	actor := newID()
+
+	m.s.mu.Lock()
+	if n.isControlPlaneLocked() && n.rec.EtcdMember && !in.GetForce() { //nolint:staticcheck
+		members, up, _ := m.s.etcdTallyLocked()
+		if !n.etcdUpLocked() || up-1 < quorumOf(members) {
+			m.s.mu.Unlock()
+
+			return nil, status.Errorf(codes.FailedPrecondition, "etcd health check failed: %d of %d members up, upgrading this one would lose quorum", up, members)
+		}
+	}
+	m.s.mu.Unlock()
 
 	if err := m.s.startUpgrade(n, in.GetImage(), in.GetStage(), actor); err != nil {
 		return nil, err
@@ -700,12 +719,16 @@ func (s *Sim) startUpgrade(n *Node, image string, stage bool, actor string) erro
 	}
 
 	s.log.Printf("%s: upgrade to %s (stage=%v). actor id: %s", n.def.Name, image, stage, actor)
-	n.rec.Version = tag
+
+	if err := s.installLocked(n, image); err != nil {
+		return err
+	}
+
 	n.events.addSequence("upgrade", actor)
-	_ = s.saveLocked()
 
 	if !stage {
 		n.stage = runtime.MachineStageUpgrading
+		s.noteEtcdLocked()
 
 		time.AfterFunc(200*time.Millisecond, func() {
 			s.mu.Lock()

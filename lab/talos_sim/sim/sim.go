@@ -55,6 +55,8 @@ type Sim struct {
 	faults  *faultSet
 	stopped bool
 	kube    *kubeManager
+	etcd    *EtcdStats        // quorum counters (GET /etcd)
+	alarms  map[uint64]string // etcd alarms by member ID (POST /etcd/alarms)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -82,8 +84,9 @@ type Node struct {
 	installErr string
 	calls      map[string]int
 
-	applyMu sync.Mutex
-	st      state.State
+	applyMu   sync.Mutex
+	upgradeMu sync.Mutex
+	st        state.State
 }
 
 // New loads state and prepares (but does not start) the simulator.
@@ -109,7 +112,7 @@ func New(opts Options) (*Sim, error) {
 		return nil, err
 	}
 
-	s := &Sim{opts: opts, log: opts.Logger, sf: sf, byAddr: map[string]*Node{}, faults: newFaultSet()}
+	s := &Sim{opts: opts, log: opts.Logger, sf: sf, byAddr: map[string]*Node{}, faults: newFaultSet(), etcd: newEtcdStats(), alarms: map[uint64]string{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.kube = newKubeManager(s)
 
@@ -163,6 +166,18 @@ func (s *Sim) addNodeLocked(def NodeDef) error {
 
 	rec.Name = def.Name
 	rec.Disks = def.Disks
+
+	if def.Schematic != "" && (!ok || rec.Schematic == "") {
+		rec.Schematic, rec.Extensions = def.Schematic, def.Extensions
+	}
+
+	if rec.Schematic == "" {
+		rec.Schematic = EmptySchematic
+	}
+
+	if _, known := s.schematicsLocked()[rec.Schematic]; !known {
+		s.schematicsLocked()[rec.Schematic] = append([]string{}, rec.Extensions...)
+	}
 
 	if rec.Version == "" {
 		rec.Version = s.opts.Version
@@ -371,6 +386,7 @@ func (n *Node) finishBootLocked() {
 
 	n.booting = false
 	n.rec.BootID = newID()
+	n.activatePendingLocked()
 
 	if n.configuredLocked() {
 		n.rec.Installed = true
@@ -420,7 +436,8 @@ func (n *Node) powerOffLocked() {
 
 // view snapshots what the node's resources show.
 func (n *Node) viewLocked() nodeView {
-	v := nodeView{Disks: n.def.Disks, Stage: n.stage, Version: n.rec.Version, Hostname: n.hostnameLocked(), InstallError: n.installErr}
+	v := nodeView{Disks: n.def.Disks, Stage: n.stage, Version: n.rec.Version, Hostname: n.hostnameLocked(), InstallError: n.installErr,
+		Schematic: n.rec.Schematic, Extensions: n.rec.Extensions}
 
 	if n.configuredLocked() {
 		v.Config = n.cfg
@@ -456,6 +473,8 @@ func (n *Node) syncLocked() {
 		n.lastStatus = key
 		n.events.add(v.Stage, v.Ready)
 	}
+
+	n.sim.noteEtcdLocked()
 }
 
 func (s *Sim) syncMembersLocked() {

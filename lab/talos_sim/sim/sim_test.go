@@ -60,6 +60,7 @@ type fixture struct {
 	wk    []byte
 	tcfg  *clientconfig.Config
 	admin *httptest.Server
+	nodes []NodeDef // default testNodes
 }
 
 // generated once per test binary: secrets (an RSA service-account key) are slow to make
@@ -126,7 +127,12 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) start() {
-	s, err := New(Options{StateDir: f.dir, Nodes: testNodes, BootDelay: 20 * time.Millisecond, InstallDelay: 50 * time.Millisecond})
+	nodes := f.nodes
+	if nodes == nil {
+		nodes = testNodes
+	}
+
+	s, err := New(Options{StateDir: f.dir, Nodes: nodes, BootDelay: 20 * time.Millisecond, InstallDelay: 50 * time.Millisecond})
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -28,6 +28,10 @@ type NodeDef struct {
 	Disks   []DiskDef `json:"disks,omitempty"`
 	// PoweredOn is the initial power state of a node that has no saved state yet.
 	PoweredOn *bool `json:"powered_on,omitempty"`
+	// Schematic and Extensions: the Image Factory schematic the node's boot media was built
+	// from (default: the empty schematic, no extensions).
+	Schematic  string   `json:"schematic,omitempty"`
+	Extensions []string `json:"extensions,omitempty"`
 }
 
 // nodeRecord is what survives a restart for one node.
@@ -44,6 +48,20 @@ type nodeRecord struct {
 	EtcdMemberID    uint64    `json:"etcd_member_id,omitempty"`
 	KubeNode        bool      `json:"kube_node"`
 	Disks           []DiskDef `json:"disks,omitempty"`
+	// the running system's schematic and extensions; an upgrade installs an image that
+	// becomes the running system at the next boot (Pending*)
+	Schematic  string     `json:"schematic,omitempty"`
+	Extensions []string   `json:"extensions,omitempty"`
+	Pending    *installed `json:"pending,omitempty"`
+	Upgrades   int        `json:"upgrades,omitempty"`
+}
+
+// installed is an installer image written to the system disk, active from the next boot.
+type installed struct {
+	Image      string   `json:"image"`
+	Version    string   `json:"version"`
+	Schematic  string   `json:"schematic,omitempty"`
+	Extensions []string `json:"extensions,omitempty"`
 }
 
 // clusterRecord is the cluster-wide state (one cluster per simulator).
@@ -54,6 +72,9 @@ type clusterRecord struct {
 	KubeDir       string `json:"kube_dir,omitempty"`
 	KubeUp        bool   `json:"kube_up"`
 	KubeError     string `json:"kube_error,omitempty"`
+	// Schematics: what the simulated Image Factory knows (schematic ID -> extensions)
+	Schematics map[string][]string `json:"schematics,omitempty"`
+	Leader     uint64              `json:"etcd_leader,omitempty"`
 }
 
 type stateFile struct {
@@ -113,7 +134,7 @@ func LoadNodesFile(path string) ([]NodeDef, error) {
 	return defs, nil
 }
 
-// ParseNodeFlag parses NAME=ADDRESS[,disks=sda:20+sdb:100].
+// ParseNodeFlag parses NAME=ADDRESS[,disks=sda:20+sdb:100][,off][,schematic=ID,extensions=a/b+c/d].
 func ParseNodeFlag(v string) (NodeDef, error) {
 	name, rest, ok := strings.Cut(v, "=")
 	if !ok || name == "" || rest == "" {
@@ -143,6 +164,10 @@ func ParseNodeFlag(v string) (NodeDef, error) {
 		case "off":
 			off := false
 			def.PoweredOn = &off
+		case "schematic":
+			def.Schematic = val
+		case "extensions":
+			def.Extensions = strings.Split(val, "+")
 		default:
 			return NodeDef{}, fmt.Errorf("node %q: unknown option %q", v, k)
 		}
