@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-EXCLUDED_TOP = {"lab", "tests", "bench", "molecule", ".collections", ".ci", ".git", ".ansible", "Makefile"}
+EXCLUDED_TOP = {"lab", "tests", "bench", "molecule", ".collections", ".ci", ".git", ".github", ".ansible", "Makefile"}
 
 
 def test_tarball_holds_only_the_collection(tmp_path):
