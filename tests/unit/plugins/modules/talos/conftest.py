@@ -50,8 +50,21 @@ class FakeTalosctl:
 
 @pytest.fixture
 def recorded():
-    """Read a recorded talosctl output from fixtures/talosctl."""
-    return fixture
+    """Read a talosctl output recorded from the real talosctl (fixtures/talosctl/recorded_*)."""
+    def read(name):
+        assert name.startswith("recorded_"), f"{name}: a recorded fixture's file name starts with recorded_"
+        return fixture(name)
+    return read
+
+
+@pytest.fixture
+def handwritten():
+    """Read a talosctl output written by hand (fixtures/talosctl/handwritten_*): a shape no lab run has
+    produced yet (the lab's Talos 1.14 never answers a dry run with a reboot)."""
+    def read(name):
+        assert name.startswith("handwritten_"), f"{name}: a hand-written fixture's file name starts with handwritten_"
+        return fixture(name)
+    return read
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def test_maintenance_check_mode_applies_nothing(talosctl, run_module, args):
 
 def test_configured_without_changes_makes_no_apply_call(talosctl, run_module, args, recorded):
     talosctl.on("get", "machinestatus", insecure=True, rc=1, stderr=TLS_ERR)
-    talosctl.on("apply-config", "--dry-run", insecure=False, stderr=recorded("dry_run_no_changes.stderr"))
+    talosctl.on("apply-config", "--dry-run", insecure=False, stderr=recorded("recorded_dry_run_no_changes.stderr"))
     res = run_module(talos_apply.main, args)
     assert res.result["changed"] is False
     calls = talosctl.called("apply-config")
@@ -53,7 +53,7 @@ def test_configured_without_changes_makes_no_apply_call(talosctl, run_module, ar
 
 def test_configured_change_is_diffed_then_applied(talosctl, run_module, args, recorded):
     talosctl.on("get", "machinestatus", insecure=True, rc=1, stderr=TLS_ERR)
-    talosctl.on("apply-config", "--dry-run", stderr=recorded("dry_run_label.stderr"))
+    talosctl.on("apply-config", "--dry-run", stderr=recorded("recorded_dry_run_label.stderr"))
     talosctl.on("apply-config", stderr="Applied configuration without a reboot\n")
     res = run_module(talos_apply.main, args, diff=True)
     assert res.result["changed"] is True
@@ -63,9 +63,9 @@ def test_configured_change_is_diffed_then_applied(talosctl, run_module, args, re
     assert len(real) == 1 and real[0][real[0].index("--mode") + 1] == "auto"
 
 
-def test_change_needing_reboot_is_staged_not_rebooted(talosctl, run_module, args, recorded):
+def test_change_needing_reboot_is_staged_not_rebooted(talosctl, run_module, args, handwritten):
     talosctl.on("get", "machinestatus", insecure=True, rc=1, stderr=TLS_ERR)
-    talosctl.on("apply-config", "--dry-run", stderr=recorded("dry_run_reboot.stderr"))
+    talosctl.on("apply-config", "--dry-run", stderr=handwritten("handwritten_dry_run_reboot.stderr"))
     talosctl.on("apply-config", stderr="Staged configuration to be applied after the next reboot\n")
     res = run_module(talos_apply.main, args, diff=True)
     assert res.result["applied_mode"] == "staged"
@@ -75,17 +75,17 @@ def test_change_needing_reboot_is_staged_not_rebooted(talosctl, run_module, args
     assert real[0][real[0].index("--mode") + 1] == "staged"
 
 
-def test_reboot_opt_in_keeps_auto(talosctl, run_module, args, recorded):
+def test_reboot_opt_in_keeps_auto(talosctl, run_module, args, handwritten):
     talosctl.on("get", "machinestatus", insecure=True, rc=1, stderr=TLS_ERR)
-    talosctl.on("apply-config", "--dry-run", stderr=recorded("dry_run_reboot.stderr"))
+    talosctl.on("apply-config", "--dry-run", stderr=handwritten("handwritten_dry_run_reboot.stderr"))
     talosctl.on("apply-config", stderr="Applied configuration with a reboot\n")
     res = run_module(talos_apply.main, dict(args, allow_reboot=True))
     assert res.result["applied_mode"] == "auto"
 
 
-def test_no_reboot_mode_fails_before_applying(talosctl, run_module, args, recorded):
+def test_no_reboot_mode_fails_before_applying(talosctl, run_module, args, handwritten):
     talosctl.on("get", "machinestatus", insecure=True, rc=1, stderr=TLS_ERR)
-    talosctl.on("apply-config", "--dry-run", stderr=recorded("dry_run_reboot.stderr"))
+    talosctl.on("apply-config", "--dry-run", stderr=handwritten("handwritten_dry_run_reboot.stderr"))
     res = run_module(talos_apply.main, dict(args, mode="no-reboot"))
     assert res.failed
     assert "needs a reboot" in res.result["msg"]

@@ -9,7 +9,7 @@ NOT_RUNNING = "error from node 127.0.10.11: rpc error: code = FailedPrecondition
 
 
 def test_existing_members_mean_done(talosctl, run_module, recorded):
-    talosctl.on("etcd", "members", stdout=recorded("etcd_members.stdout"))
+    talosctl.on("etcd", "members", stdout=recorded("recorded_etcd_members.stdout"))
     res = run_module(talos_bootstrap.main, ARGS)
     assert res.result["changed"] is False
     assert res.result["already_bootstrapped"] is True
