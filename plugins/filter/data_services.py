@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: HomeCluster developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The data services layer as platform components: operators and instances from the inventory.
@@ -45,21 +44,63 @@ LEVELS = ["privileged", "baseline", "restricted"]
 BARMAN = "barman-cloud.cloudnative-pg.io"
 
 # Instance kinds: settings key, component prefix, operator switch, fields with their defaults.
-COMMON = {"name": None, "namespace": "", "state": "present", "storage_class": "", "size": "10Gi",
-          "allow_local_single_replica": False, "pod_security": ""}
+COMMON = {
+    "name": None,
+    "namespace": "",
+    "state": "present",
+    "storage_class": "",
+    "size": "10Gi",
+    "allow_local_single_replica": False,
+    "pod_security": "",
+}
 KINDS = {
-    "postgres": {"prefix": "pg", "operator": "cnpg", "pod_security": "restricted", "local": False,
-                 "fields": dict(COMMON, instances=3, version="18", image="", database="app", owner="app",
-                                databases=[], roles=[], parameters={}, backup={}, monitor=None)},
-    "kafka": {"prefix": "kafka", "operator": "strimzi", "pod_security": "baseline", "local": True,
-              "fields": dict(COMMON, version="4.3.1", node_pools=[], topics=[], users=[], config={})},
-    "arangodb_deployments": {"prefix": "arango", "operator": "arangodb", "pod_security": "baseline", "local": False,
-                             "fields": dict(COMMON, mode="Cluster", version="3.12.2", image="", agents=3,
-                                            dbservers=3, coordinators=2)},
-    "dragonfly_instances": {"prefix": "dragonfly", "operator": "dragonfly", "pod_security": "baseline", "local": False,
-                            "fields": dict(COMMON, replicas=2, version="v1.39.0", image="", snapshot={}, args=[])},
-    "elasticsearch": {"prefix": "es", "operator": "eck", "pod_security": "baseline", "local": True,
-                      "fields": dict(COMMON, version="9.4.3", nodes=3, kibana=True, kibana_count=1, config={})},
+    "postgres": {
+        "prefix": "pg",
+        "operator": "cnpg",
+        "pod_security": "restricted",
+        "local": False,
+        "fields": dict(
+            COMMON,
+            instances=3,
+            version="18",
+            image="",
+            database="app",
+            owner="app",
+            databases=[],
+            roles=[],
+            parameters={},
+            backup={},
+            monitor=None,
+        ),
+    },
+    "kafka": {
+        "prefix": "kafka",
+        "operator": "strimzi",
+        "pod_security": "baseline",
+        "local": True,
+        "fields": dict(COMMON, version="4.3.1", node_pools=[], topics=[], users=[], config={}),
+    },
+    "arangodb_deployments": {
+        "prefix": "arango",
+        "operator": "arangodb",
+        "pod_security": "baseline",
+        "local": False,
+        "fields": dict(COMMON, mode="Cluster", version="3.12.2", image="", agents=3, dbservers=3, coordinators=2),
+    },
+    "dragonfly_instances": {
+        "prefix": "dragonfly",
+        "operator": "dragonfly",
+        "pod_security": "baseline",
+        "local": False,
+        "fields": dict(COMMON, replicas=2, version="v1.39.0", image="", snapshot={}, args=[]),
+    },
+    "elasticsearch": {
+        "prefix": "es",
+        "operator": "eck",
+        "pod_security": "baseline",
+        "local": True,
+        "fields": dict(COMMON, version="9.4.3", nodes=3, kibana=True, kibana_count=1, config={}),
+    },
 }
 POOL_FIELDS = {"name": "pool", "roles": ["controller", "broker"], "replicas": 3, "size": "", "storage_class": ""}
 TOPIC_FIELDS = {"name": None, "partitions": 3, "replicas": 0, "config": {}}
@@ -68,8 +109,14 @@ ROLE_FIELDS = {"name": None, "login": True, "superuser": False, "createdb": Fals
 DB_FIELDS = {"name": None, "owner": ""}
 BACKUP_FIELDS = {"enabled": True, "schedule": "0 0 2 * * *", "retention": "30d", "bucket_storage_class": ""}
 # Component (and Helm release) name of each operator.
-OPERATOR_COMPONENTS = {"cnpg": "cnpg", "barman_cloud": "barman-cloud", "strimzi": "strimzi", "arangodb": "arangodb",
-                       "dragonfly": "dragonfly-operator", "eck": "eck"}
+OPERATOR_COMPONENTS = {
+    "cnpg": "cnpg",
+    "barman_cloud": "barman-cloud",
+    "strimzi": "strimzi",
+    "arangodb": "arangodb",
+    "dragonfly": "dragonfly-operator",
+    "eck": "eck",
+}
 SNAPSHOT_FIELDS = {"cron": "0 */6 * * *", "size": "", "storage_class": ""}
 
 
@@ -88,8 +135,16 @@ class _Plan:
 
     # ---------------------------------------------------------------- findings
     def add(self, rule, variable, message, severity="error"):
-        self.findings.append({"rule": "data." + rule, "host": "", "severity": severity, "layer": "data",
-                              "variable": variable, "message": message})
+        self.findings.append(
+            {
+                "rule": "data." + rule,
+                "host": "",
+                "severity": severity,
+                "layer": "data",
+                "variable": variable,
+                "message": message,
+            }
+        )
 
     def fields(self, raw, defaults, where, rule):
         if not isinstance(raw, dict):
@@ -120,18 +175,23 @@ class _Plan:
             return False
         return True
 
-    def storage(self, inst, where, rule, replicas, kind_local, size_key="size", class_key="storage_class"):
-        cls = inst.get(class_key) or (self.s["local_storage_class"] if kind_local else self.s["replicated_storage_class"])
+    def storage(self, inst, where, rule, replicas, kind_local, *, size_key="size", class_key="storage_class"):
+        cls = inst.get(class_key) or (
+            self.s["local_storage_class"] if kind_local else self.s["replicated_storage_class"]
+        )
         size = inst.get(size_key) or inst.get("size")
         if not isinstance(cls, str) or not LABEL_RE.match(cls.replace(".", "-")):
             self.add(rule, f"{where}.{class_key}", f"must be a StorageClass name, not {cls!r}")
         if not isinstance(size, str) or not QUANTITY_RE.match(size):
             self.add(rule, f"{where}.{size_key}", f"must be a volume size such as 10Gi, not {size!r}")
         if cls in self.s["local_storage_classes"] and replicas < 2 and not inst["allow_local_single_replica"]:
-            self.add("storage.local", f"{where}.{class_key}",
-                     f"{cls} is a local (node-bound) class and this instance has a single replica: its data lives on one "
-                     f"node's disk and is lost with it. Use {self.s['replicated_storage_class']} (replicated by Ceph), "
-                     "more replicas, or set allow_local_single_replica: true to accept it")
+            self.add(
+                "storage.local",
+                f"{where}.{class_key}",
+                f"{cls} is a local (node-bound) class and this instance has a single replica: its data lives on one "
+                f"node's disk and is lost with it. Use {self.s['replicated_storage_class']} (replicated by Ceph), "
+                "more replicas, or set allow_local_single_replica: true to accept it",
+            )
         return cls, size
 
     # ---------------------------------------------------------------- credentials
@@ -147,20 +207,41 @@ class _Plan:
             else:
                 data[k] = base64.b64encode(str(v).encode()).decode()
         self.credentials.append({"namespace": ns, "name": name})
-        return {"apiVersion": "v1", "kind": "Secret", "type": type_,
-                "metadata": {"name": name, "namespace": ns, "labels": {CRED_LABEL: "true",
-                                                                       "app.kubernetes.io/managed-by": "homecluster"}},
-                "data": data}
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": type_,
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "labels": {CRED_LABEL: "true", "app.kubernetes.io/managed-by": "homecluster"},
+            },
+            "data": data,
+        }
 
     # ---------------------------------------------------------------- operators
     def operators(self):
         s = self.s
         ops = [
             ("cnpg", "cloudnative-pg", "cnpg_namespace", [{"kind": "Deployment", "name": "cnpg-cloudnative-pg"}]),
-            ("strimzi", "strimzi-kafka-operator", "strimzi_namespace",
-             [{"kind": "Deployment", "name": "strimzi-cluster-operator"}]),
-            ("arangodb", "kube-arangodb", "arangodb_namespace", [{"kind": "Deployment", "name": "arango-arangodb-operator"}]),
-            ("dragonfly", "dragonfly-operator", "dragonfly_namespace", [{"kind": "Deployment", "name": "dragonfly-operator"}]),
+            (
+                "strimzi",
+                "strimzi-kafka-operator",
+                "strimzi_namespace",
+                [{"kind": "Deployment", "name": "strimzi-cluster-operator"}],
+            ),
+            (
+                "arangodb",
+                "kube-arangodb",
+                "arangodb_namespace",
+                [{"kind": "Deployment", "name": "arango-arangodb-operator"}],
+            ),
+            (
+                "dragonfly",
+                "dragonfly-operator",
+                "dragonfly_namespace",
+                [{"kind": "Deployment", "name": "dragonfly-operator"}],
+            ),
             ("eck", "eck-operator", "eck_namespace", [{"kind": "StatefulSet", "name": "elastic-operator"}]),
         ]
         for key, chart, ns_key, ready in ops:
@@ -168,30 +249,52 @@ class _Plan:
             self.label(s[ns_key], f"data_operators_{ns_key}", "operator.namespace")
             level = s[f"{key}_pod_security"]
             if level not in LEVELS:
-                self.add("operator.pod_security", f"data_operators_{key}_pod_security",
-                         f"must be privileged, baseline or restricted, not {level!r}")
+                self.add(
+                    "operator.pod_security",
+                    f"data_operators_{key}_pod_security",
+                    f"must be privileged, baseline or restricted, not {level!r}",
+                )
             values = dict(s[f"{key}_values"] or {})
             if key == "strimzi":
                 # Watch every namespace: instances live in namespaces of their own.
                 values = dict({"watchAnyNamespace": True}, **values)
-            self.components.append({
-                "name": OPERATOR_COMPONENTS[key], "enabled": enabled, "namespace": s[ns_key],
-                "pod_security": level, "delivery": s["delivery"],
-                "chart": {"name": chart, "version": str(s[f"{key}_version"]), "repo": s[f"{key}_chart_repo"]},
-                "values": values, "values_variable": f"data_operators_{key}_values",
-                "ready": ready, "timeout": s["timeout"]})
+            self.components.append(
+                {
+                    "name": OPERATOR_COMPONENTS[key],
+                    "enabled": enabled,
+                    "namespace": s[ns_key],
+                    "pod_security": level,
+                    "delivery": s["delivery"],
+                    "chart": {"name": chart, "version": str(s[f"{key}_version"]), "repo": s[f"{key}_chart_repo"]},
+                    "values": values,
+                    "values_variable": f"data_operators_{key}_values",
+                    "ready": ready,
+                    "timeout": s["timeout"],
+                }
+            )
         # The Barman Cloud plugin runs next to the CloudNativePG operator (its namespace), with cert-manager's mTLS.
-        self.components.append({
-            "name": "barman-cloud", "enabled": bool(s["cnpg"]) and bool(s["barman_cloud"]),
-            "namespace": s["cnpg_namespace"], "pod_security": s["cnpg_pod_security"], "delivery": s["delivery"],
-            "depends_on": ["cnpg"],
-            "chart": {"name": "plugin-barman-cloud", "version": str(s["barman_cloud_version"]),
-                      "repo": s["cnpg_chart_repo"]},
-            "values": dict(s["barman_cloud_values"] or {}), "values_variable": "data_operators_barman_cloud_values",
-            "ready": [{"kind": "Deployment", "name": "barman-cloud-plugin-barman-cloud"}], "timeout": s["timeout"]})
+        self.components.append(
+            {
+                "name": "barman-cloud",
+                "enabled": bool(s["cnpg"]) and bool(s["barman_cloud"]),
+                "namespace": s["cnpg_namespace"],
+                "pod_security": s["cnpg_pod_security"],
+                "delivery": s["delivery"],
+                "depends_on": ["cnpg"],
+                "chart": {
+                    "name": "plugin-barman-cloud",
+                    "version": str(s["barman_cloud_version"]),
+                    "repo": s["cnpg_chart_repo"],
+                },
+                "values": dict(s["barman_cloud_values"] or {}),
+                "values_variable": "data_operators_barman_cloud_values",
+                "ready": [{"kind": "Deployment", "name": "barman-cloud-plugin-barman-cloud"}],
+                "timeout": s["timeout"],
+            }
+        )
 
     # ---------------------------------------------------------------- instances
-    def instances(self):
+    def instances(self):  # noqa: PLR0912 - one flat list of rules reads best
         seen_ns: dict = {}
         planned = []
         remove = self.s["remove_data"]
@@ -220,13 +323,19 @@ class _Plan:
                     self.add("instance.state", f"{where}.state", f"must be present or absent, not {inst['state']!r}")
                 level = inst["pod_security"] or self.s["instance_pod_security"].get(key, kind["pod_security"])
                 if level not in LEVELS:
-                    self.add("instance.pod_security", f"{where}.pod_security",
-                             f"must be privileged, baseline or restricted, not {level!r}")
+                    self.add(
+                        "instance.pod_security",
+                        f"{where}.pod_security",
+                        f"must be privileged, baseline or restricted, not {level!r}",
+                    )
                     level = "baseline"
                 inst["pod_security"] = level
                 if inst["state"] == "present" and not self.s[kind["operator"]]:
-                    self.add("instance.operator", where,
-                             f"{inst['name']} needs its operator: set data_operators_{kind['operator']}: true")
+                    self.add(
+                        "instance.operator",
+                        where,
+                        f"{inst['name']} needs its operator: set data_operators_{kind['operator']}: true",
+                    )
                 if inst["state"] == "present":
                     seen_ns.setdefault(inst["namespace"], []).append((where, level))
                 planned.append((key, kind, inst, where, cname))
@@ -240,33 +349,57 @@ class _Plan:
                 continue
             if inst["state"] == "absent":
                 if inst["name"] not in remove:
-                    self.add("remove.data", where,
-                             f"state absent on {inst['name']} would delete its data (the {kind['prefix']} instance, its "
-                             f"volume claims{' and its backup bucket' if key == 'postgres' else ''} in namespace "
-                             f"{inst['namespace']}): add {inst['name']} to data_operators_remove_data to delete them, "
-                             "or keep state: present")
+                    self.add(
+                        "remove.data",
+                        where,
+                        f"state absent on {inst['name']} would delete its data (the {kind['prefix']} instance, its "
+                        f"volume claims{' and its backup bucket' if key == 'postgres' else ''} in namespace "
+                        f"{inst['namespace']}): add {inst['name']} to data_operators_remove_data to delete them, "
+                        "or keep state: present",
+                    )
                 others = [w for w, _ in seen_ns.get(inst["namespace"], [])]
                 if others:
-                    self.add("remove.shared", where,
-                             f"namespace {inst['namespace']} also holds {', '.join(others)}: removing {inst['name']} deletes "
-                             "every volume claim in it; give each instance its own namespace before removing one")
+                    self.add(
+                        "remove.shared",
+                        where,
+                        f"namespace {inst['namespace']} also holds {', '.join(others)}: "
+                        f"removing {inst['name']} deletes "
+                        "every volume claim in it; give each instance its own namespace before removing one",
+                    )
                 comp["remove"] = {"data": inst["name"] in remove, "namespace": inst["name"] in remove and not others}
         for n in remove:
             if not any(p[2]["name"] == n and p[2]["state"] == "absent" for p in planned):
-                self.add("remove", "data_operators_remove_data",
-                         f"{n} is not an instance with state: absent; it is ignored", "warning")
+                self.add(
+                    "remove",
+                    "data_operators_remove_data",
+                    f"{n} is not an instance with state: absent; it is ignored",
+                    "warning",
+                )
 
-    def _component(self, inst, cname, kind, manifests, ready, data_kinds, depends_on, before=()):
-        self.components.append({
-            "name": cname, "state": inst["state"], "namespace": inst["namespace"], "pod_security": inst["pod_security"],
-            "namespace_labels": {"homecluster.io/data-instance": inst["name"]}, "delivery": self.s["delivery"],
-            "depends_on": [OPERATOR_COMPONENTS.get(d, d) for d in depends_on if self.s.get(d, True)],
-            "manifests_before": list(before), "manifests": manifests, "ready": ready, "data_kinds": data_kinds,
-            "timeout": self.s["timeout"]})
+    def _component(self, inst, cname, kind, manifests, ready, data_kinds, depends_on, before=()):  # noqa: PLR0917
+        self.components.append(
+            {
+                "name": cname,
+                "state": inst["state"],
+                "namespace": inst["namespace"],
+                "pod_security": inst["pod_security"],
+                "namespace_labels": {"homecluster.io/data-instance": inst["name"]},
+                "delivery": self.s["delivery"],
+                "depends_on": [OPERATOR_COMPONENTS.get(d, d) for d in depends_on if self.s.get(d, True)],
+                "manifests_before": list(before),
+                "manifests": manifests,
+                "ready": ready,
+                "data_kinds": data_kinds,
+                "timeout": self.s["timeout"],
+            }
+        )
 
     def _meta(self, inst, name, labels=None):
-        m = {"name": name, "namespace": inst["namespace"],
-             "labels": {"app.kubernetes.io/managed-by": "homecluster", "homecluster.io/data-instance": inst["name"]}}
+        m = {
+            "name": name,
+            "namespace": inst["namespace"],
+            "labels": {"app.kubernetes.io/managed-by": "homecluster", "homecluster.io/data-instance": inst["name"]},
+        }
         if labels:
             m["labels"].update(labels)
         return m
@@ -275,32 +408,60 @@ class _Plan:
         n = inst["name"]
         replicas = self.count(inst["instances"], f"{where}.instances", "postgres")
         cls, size = self.storage(inst, where, "postgres", replicas, kind["local"])
-        backup = self.fields(inst["backup"] or {"enabled": False}, BACKUP_FIELDS, f"{where}.backup", "postgres.backup") or {}
+        backup = (
+            self.fields(inst["backup"] or {"enabled": False}, BACKUP_FIELDS, f"{where}.backup", "postgres.backup") or {}
+        )
         if backup.get("enabled") and not (self.s["cnpg"] and self.s["barman_cloud"]):
-            self.add("postgres.backup", f"{where}.backup",
-                     "backups go through the Barman Cloud plugin: set data_operators_barman_cloud: true, or backup.enabled: false")
+            self.add(
+                "postgres.backup",
+                f"{where}.backup",
+                "backups go through the Barman Cloud plugin: set data_operators_barman_cloud: true, "
+                "or backup.enabled: false",
+            )
         ns = inst["namespace"]
         for k in ("database", "owner"):
             self.label(str(inst[k]).replace("_", "-"), f"{where}.{k}", "postgres")
-        before = [self.secret(ns, f"{n}-app", {"username": inst["owner"], "password": ""}, "kubernetes.io/basic-auth",
-                              generate=("password",))]
+        before = [
+            self.secret(
+                ns,
+                f"{n}-app",
+                {"username": inst["owner"], "password": ""},
+                "kubernetes.io/basic-auth",
+                generate=("password",),
+            )
+        ]
         roles = []
-        for j, r in enumerate(inst["roles"] if isinstance(inst["roles"], list) else []):
-            r = self.fields(r, ROLE_FIELDS, f"{where}.roles[{j}]", "postgres.roles")
+        for j, raw_r in enumerate(inst["roles"] if isinstance(inst["roles"], list) else []):
+            r = self.fields(raw_r, ROLE_FIELDS, f"{where}.roles[{j}]", "postgres.roles")
             if not r or not self.label(str(r["name"]).replace("_", "-"), f"{where}.roles[{j}].name", "postgres.roles"):
                 continue
             sec = f"{n}-role-{str(r['name']).replace('_', '-')}"
-            before.append(self.secret(ns, sec, {"username": r["name"], "password": ""}, "kubernetes.io/basic-auth",
-                                      generate=("password",)))
-            roles.append({"name": r["name"], "ensure": "present", "login": bool(r["login"]),
-                          "superuser": bool(r["superuser"]), "createdb": bool(r["createdb"]),
-                          "inRoles": list(r["in_roles"]), "passwordSecret": {"name": sec}})
-        spec = {"instances": replicas,
-                "imageName": inst["image"] or f"ghcr.io/cloudnative-pg/postgresql:{inst['version']}",
-                "primaryUpdateStrategy": "unsupervised", "enablePDB": True,
-                "storage": {"storageClass": cls, "size": size},
-                "bootstrap": {"initdb": {"database": inst["database"], "owner": inst["owner"],
-                                         "secret": {"name": f"{n}-app"}}}}
+            before.append(
+                self.secret(
+                    ns, sec, {"username": r["name"], "password": ""}, "kubernetes.io/basic-auth", generate=("password",)
+                )
+            )
+            roles.append(
+                {
+                    "name": r["name"],
+                    "ensure": "present",
+                    "login": bool(r["login"]),
+                    "superuser": bool(r["superuser"]),
+                    "createdb": bool(r["createdb"]),
+                    "inRoles": list(r["in_roles"]),
+                    "passwordSecret": {"name": sec},
+                }
+            )
+        spec = {
+            "instances": replicas,
+            "imageName": inst["image"] or f"ghcr.io/cloudnative-pg/postgresql:{inst['version']}",
+            "primaryUpdateStrategy": "unsupervised",
+            "enablePDB": True,
+            "storage": {"storageClass": cls, "size": size},
+            "bootstrap": {
+                "initdb": {"database": inst["database"], "owner": inst["owner"], "secret": {"name": f"{n}-app"}}
+            },
+        }
         if roles:
             spec["managed"] = {"roles": roles}
         if inst["parameters"]:
@@ -311,115 +472,263 @@ class _Plan:
             store = f"{n}-backup"
             spec["plugins"] = [{"name": BARMAN, "isWALArchiver": True, "parameters": {"barmanObjectName": store}}]
             manifests += [
-                {"apiVersion": "objectbucket.io/v1alpha1", "kind": "ObjectBucketClaim", "metadata": self._meta(inst, store),
-                 "spec": {"bucketName": f"{ns}-{store}"[:63],
-                          "storageClassName": backup["bucket_storage_class"] or self.s["object_storage_class"]}},
-                {"apiVersion": "barmancloud.cnpg.io/v1", "kind": "ObjectStore", "metadata": self._meta(inst, store),
-                 "spec": {"retentionPolicy": backup["retention"],
-                          "configuration": {
-                              "destinationPath": f"s3://{ns}-{store}"[:68] + "/",
-                              "endpointURL": self.s["s3_endpoint"],
-                              "s3Credentials": {"accessKeyId": {"name": store, "key": "AWS_ACCESS_KEY_ID"},
-                                                "secretAccessKey": {"name": store, "key": "AWS_SECRET_ACCESS_KEY"}},
-                              "wal": {"compression": "gzip"}, "data": {"compression": "gzip"}}}}]
+                {
+                    "apiVersion": "objectbucket.io/v1alpha1",
+                    "kind": "ObjectBucketClaim",
+                    "metadata": self._meta(inst, store),
+                    "spec": {
+                        "bucketName": f"{ns}-{store}"[:63],
+                        "storageClassName": backup["bucket_storage_class"] or self.s["object_storage_class"],
+                    },
+                },
+                {
+                    "apiVersion": "barmancloud.cnpg.io/v1",
+                    "kind": "ObjectStore",
+                    "metadata": self._meta(inst, store),
+                    "spec": {
+                        "retentionPolicy": backup["retention"],
+                        "configuration": {
+                            "destinationPath": f"s3://{ns}-{store}"[:68] + "/",
+                            "endpointURL": self.s["s3_endpoint"],
+                            "s3Credentials": {
+                                "accessKeyId": {"name": store, "key": "AWS_ACCESS_KEY_ID"},
+                                "secretAccessKey": {"name": store, "key": "AWS_SECRET_ACCESS_KEY"},
+                            },
+                            "wal": {"compression": "gzip"},
+                            "data": {"compression": "gzip"},
+                        },
+                    },
+                },
+            ]
             data_kinds += ["ObjectBucketClaim", "ObjectStore"]
-        manifests.append({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": self._meta(inst, n),
-                          "spec": spec})
-        for j, d in enumerate(inst["databases"] if isinstance(inst["databases"], list) else []):
-            d = self.fields(d, DB_FIELDS, f"{where}.databases[{j}]", "postgres.databases")
-            if not d or not self.label(str(d["name"]).replace("_", "-"), f"{where}.databases[{j}].name", "postgres.databases"):
+        manifests.append(
+            {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": self._meta(inst, n), "spec": spec}
+        )
+        for j, raw_d in enumerate(inst["databases"] if isinstance(inst["databases"], list) else []):
+            d = self.fields(raw_d, DB_FIELDS, f"{where}.databases[{j}]", "postgres.databases")
+            if not d or not self.label(
+                str(d["name"]).replace("_", "-"), f"{where}.databases[{j}].name", "postgres.databases"
+            ):
                 continue
-            manifests.append({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Database",
-                              "metadata": self._meta(inst, f"{n}-{str(d['name']).replace('_', '-')}"),
-                              "spec": {"name": d["name"], "owner": d["owner"] or inst["owner"], "ensure": "present",
-                                       "cluster": {"name": n}}})
+            manifests.append(
+                {
+                    "apiVersion": "postgresql.cnpg.io/v1",
+                    "kind": "Database",
+                    "metadata": self._meta(inst, f"{n}-{str(d['name']).replace('_', '-')}"),
+                    "spec": {
+                        "name": d["name"],
+                        "owner": d["owner"] or inst["owner"],
+                        "ensure": "present",
+                        "cluster": {"name": n},
+                    },
+                }
+            )
         if backup.get("enabled"):
-            manifests.append({"apiVersion": "postgresql.cnpg.io/v1", "kind": "ScheduledBackup",
-                              "metadata": self._meta(inst, f"{n}-nightly"),
-                              "spec": {"schedule": backup["schedule"], "backupOwnerReference": "self",
-                                       "cluster": {"name": n}, "method": "plugin", "immediate": False,
-                                       "pluginConfiguration": {"name": BARMAN}}})
+            manifests.append(
+                {
+                    "apiVersion": "postgresql.cnpg.io/v1",
+                    "kind": "ScheduledBackup",
+                    "metadata": self._meta(inst, f"{n}-nightly"),
+                    "spec": {
+                        "schedule": backup["schedule"],
+                        "backupOwnerReference": "self",
+                        "cluster": {"name": n},
+                        "method": "plugin",
+                        "immediate": False,
+                        "pluginConfiguration": {"name": BARMAN},
+                    },
+                }
+            )
         monitor = self.s["monitors"] if inst["monitor"] is None else bool(inst["monitor"])
         if monitor:
-            manifests.append({"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor", "metadata": self._meta(inst, n),
-                              "spec": {"selector": {"matchLabels": {"cnpg.io/cluster": n}},
-                                       "podMetricsEndpoints": [{"port": "metrics"}]}})
-        ready = [{"api_version": "postgresql.cnpg.io/v1", "kind": "Cluster", "name": n, "after": "manifests",
-                  "condition": {"type": "Ready", "status": "True"}}]
+            manifests.append(
+                {
+                    "apiVersion": "monitoring.coreos.com/v1",
+                    "kind": "PodMonitor",
+                    "metadata": self._meta(inst, n),
+                    "spec": {
+                        "selector": {"matchLabels": {"cnpg.io/cluster": n}},
+                        "podMetricsEndpoints": [{"port": "metrics"}],
+                    },
+                }
+            )
+        ready = [
+            {
+                "api_version": "postgresql.cnpg.io/v1",
+                "kind": "Cluster",
+                "name": n,
+                "after": "manifests",
+                "condition": {"type": "Ready", "status": "True"},
+            }
+        ]
         if backup.get("enabled"):
-            ready.insert(0, {"api_version": "objectbucket.io/v1alpha1", "kind": "ObjectBucketClaim", "name": f"{n}-backup",
-                             "after": "manifests", "path": "status.phase", "value": "Bound"})
-        deps = ["cnpg"] + (["barman_cloud"] if backup.get("enabled") else []) + \
-            (list(self.s["monitors_depends_on"]) if monitor else [])
+            ready.insert(
+                0,
+                {
+                    "api_version": "objectbucket.io/v1alpha1",
+                    "kind": "ObjectBucketClaim",
+                    "name": f"{n}-backup",
+                    "after": "manifests",
+                    "path": "status.phase",
+                    "value": "Bound",
+                },
+            )
+        deps = (
+            ["cnpg"]
+            + (["barman_cloud"] if backup.get("enabled") else [])
+            + (list(self.s["monitors_depends_on"]) if monitor else [])
+        )
         self._component(inst, cname, kind, manifests, ready, data_kinds, deps, before)
 
     def _kafka(self, inst, where, cname, kind):
         n = inst["name"]
         pools_raw = inst["node_pools"] or [{"name": "dual"}]
         pools, brokers = [], 0
-        for j, p in enumerate(pools_raw if isinstance(pools_raw, list) else []):
+        for j, raw_p in enumerate(pools_raw if isinstance(pools_raw, list) else []):
             w = f"{where}.node_pools[{j}]"
-            p = self.fields(p, POOL_FIELDS, w, "kafka.node_pools")
+            p = self.fields(raw_p, POOL_FIELDS, w, "kafka.node_pools")
             if not p or not self.label(p["name"], f"{w}.name", "kafka.node_pools"):
                 continue
-            bad = [r for r in p["roles"] if r not in ("controller", "broker")] if isinstance(p["roles"], list) else [p["roles"]]
+            bad = (
+                [r for r in p["roles"] if r not in ("controller", "broker")]
+                if isinstance(p["roles"], list)
+                else [p["roles"]]
+            )
             if bad or not p["roles"]:
                 self.add("kafka.node_pools", f"{w}.roles", f"must list controller and/or broker, not {p['roles']!r}")
             replicas = self.count(p["replicas"], f"{w}.replicas", "kafka.node_pools")
             if "broker" in (p["roles"] or []):
                 brokers += replicas
-            pinst = dict(inst, size=p["size"] or inst["size"], storage_class=p["storage_class"] or inst["storage_class"])
+            pinst = dict(
+                inst, size=p["size"] or inst["size"], storage_class=p["storage_class"] or inst["storage_class"]
+            )
             cls, size = self.storage(pinst, w, "kafka", replicas, kind["local"])
-            pools.append({"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaNodePool",
-                          "metadata": self._meta(inst, f"{n}-{p['name']}", {"strimzi.io/cluster": n}),
-                          "spec": {"replicas": replicas, "roles": list(p["roles"]),
-                                   "storage": {"type": "jbod", "volumes": [
-                                       {"id": 0, "type": "persistent-claim", "size": size, "class": cls,
-                                        "deleteClaim": False, "kraftMetadata": "shared"}]}}})
+            pools.append(
+                {
+                    "apiVersion": "kafka.strimzi.io/v1",
+                    "kind": "KafkaNodePool",
+                    "metadata": self._meta(inst, f"{n}-{p['name']}", {"strimzi.io/cluster": n}),
+                    "spec": {
+                        "replicas": replicas,
+                        "roles": list(p["roles"]),
+                        "storage": {
+                            "type": "jbod",
+                            "volumes": [
+                                {
+                                    "id": 0,
+                                    "type": "persistent-claim",
+                                    "size": size,
+                                    "class": cls,
+                                    "deleteClaim": False,
+                                    "kraftMetadata": "shared",
+                                }
+                            ],
+                        },
+                    },
+                }
+            )
         if pools and brokers == 0:
             self.add("kafka.node_pools", f"{where}.node_pools", "no pool has the broker role")
         rf = max(1, min(3, brokers))
         users = []
-        for j, u in enumerate(inst["users"] if isinstance(inst["users"], list) else []):
-            u = self.fields(u, USER_FIELDS, f"{where}.users[{j}]", "kafka.users")
+        for j, raw_u in enumerate(inst["users"] if isinstance(inst["users"], list) else []):
+            u = self.fields(raw_u, USER_FIELDS, f"{where}.users[{j}]", "kafka.users")
             if u and self.label(u["name"], f"{where}.users[{j}].name", "kafka.users"):
                 users.append(u)
         listener = {"name": "plain", "port": 9092, "type": "internal", "tls": False}
         if users:
             listener["authentication"] = {"type": "scram-sha-512"}
-        config = {"offsets.topic.replication.factor": rf, "transaction.state.log.replication.factor": rf,
-                  "transaction.state.log.min.isr": max(1, rf - 1), "default.replication.factor": rf,
-                  "min.insync.replicas": max(1, rf - 1)}
+        config = {
+            "offsets.topic.replication.factor": rf,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": max(1, rf - 1),
+            "default.replication.factor": rf,
+            "min.insync.replicas": max(1, rf - 1),
+        }
         config.update(inst["config"] or {})
-        manifests = pools + [{"apiVersion": "kafka.strimzi.io/v1", "kind": "Kafka", "metadata": self._meta(inst, n),
-                              "spec": {"kafka": {"version": str(inst["version"]), "listeners": [listener], "config": config,
-                                                 "template": {"podDisruptionBudget": {"maxUnavailable": 1}}},
-                                       "entityOperator": {"topicOperator": {}, "userOperator": {}}}}]
-        ready = [{"api_version": "kafka.strimzi.io/v1", "kind": "Kafka", "name": n, "after": "manifests",
-                  "condition": {"type": "Ready", "status": "True"}}]
-        for j, t in enumerate(inst["topics"] if isinstance(inst["topics"], list) else []):
-            t = self.fields(t, TOPIC_FIELDS, f"{where}.topics[{j}]", "kafka.topics")
+        manifests = [
+            *pools,
+            {
+                "apiVersion": "kafka.strimzi.io/v1",
+                "kind": "Kafka",
+                "metadata": self._meta(inst, n),
+                "spec": {
+                    "kafka": {
+                        "version": str(inst["version"]),
+                        "listeners": [listener],
+                        "config": config,
+                        "template": {"podDisruptionBudget": {"maxUnavailable": 1}},
+                    },
+                    "entityOperator": {"topicOperator": {}, "userOperator": {}},
+                },
+            },
+        ]
+        ready = [
+            {
+                "api_version": "kafka.strimzi.io/v1",
+                "kind": "Kafka",
+                "name": n,
+                "after": "manifests",
+                "condition": {"type": "Ready", "status": "True"},
+            }
+        ]
+        for j, raw_t in enumerate(inst["topics"] if isinstance(inst["topics"], list) else []):
+            t = self.fields(raw_t, TOPIC_FIELDS, f"{where}.topics[{j}]", "kafka.topics")
             if not t or not self.label(t["name"], f"{where}.topics[{j}].name", "kafka.topics"):
                 continue
-            manifests.append({"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaTopic",
-                              "metadata": self._meta(inst, t["name"], {"strimzi.io/cluster": n}),
-                              "spec": {"partitions": self.count(t["partitions"], f"{where}.topics[{j}].partitions", "kafka.topics"),
-                                       "replicas": int(t["replicas"]) or rf, "config": t["config"]}})
-            ready.append({"api_version": "kafka.strimzi.io/v1", "kind": "KafkaTopic", "name": t["name"], "after": "manifests",
-                          "condition": {"type": "Ready", "status": "True"}})
+            manifests.append(
+                {
+                    "apiVersion": "kafka.strimzi.io/v1",
+                    "kind": "KafkaTopic",
+                    "metadata": self._meta(inst, t["name"], {"strimzi.io/cluster": n}),
+                    "spec": {
+                        "partitions": self.count(t["partitions"], f"{where}.topics[{j}].partitions", "kafka.topics"),
+                        "replicas": int(t["replicas"]) or rf,
+                        "config": t["config"],
+                    },
+                }
+            )
+            ready.append(
+                {
+                    "api_version": "kafka.strimzi.io/v1",
+                    "kind": "KafkaTopic",
+                    "name": t["name"],
+                    "after": "manifests",
+                    "condition": {"type": "Ready", "status": "True"},
+                }
+            )
         before = []
         for u in users:
             sec = f"{n}-user-{u['name']}"
             before.append(self.secret(inst["namespace"], sec, {"password": ""}, generate=("password",)))
-            spec = {"authentication": {"type": "scram-sha-512",
-                                       "password": {"valueFrom": {"secretKeyRef": {"name": sec, "key": "password"}}}}}
+            spec = {
+                "authentication": {
+                    "type": "scram-sha-512",
+                    "password": {"valueFrom": {"secretKeyRef": {"name": sec, "key": "password"}}},
+                }
+            }
             if u["acls"]:
                 spec["authorization"] = {"type": "simple", "acls": u["acls"]}
-            manifests.append({"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaUser",
-                              "metadata": self._meta(inst, u["name"], {"strimzi.io/cluster": n}), "spec": spec})
-            ready.append({"api_version": "kafka.strimzi.io/v1", "kind": "KafkaUser", "name": u["name"], "after": "manifests",
-                          "condition": {"type": "Ready", "status": "True"}})
-        self._component(inst, cname, kind, manifests, ready, ["Kafka", "KafkaNodePool", "KafkaTopic"], ["strimzi"], before)
+            manifests.append(
+                {
+                    "apiVersion": "kafka.strimzi.io/v1",
+                    "kind": "KafkaUser",
+                    "metadata": self._meta(inst, u["name"], {"strimzi.io/cluster": n}),
+                    "spec": spec,
+                }
+            )
+            ready.append(
+                {
+                    "api_version": "kafka.strimzi.io/v1",
+                    "kind": "KafkaUser",
+                    "name": u["name"],
+                    "after": "manifests",
+                    "condition": {"type": "Ready", "status": "True"},
+                }
+            )
+        self._component(
+            inst, cname, kind, manifests, ready, ["Kafka", "KafkaNodePool", "KafkaTopic"], ["strimzi"], before
+        )
 
     def _arangodb_deployments(self, inst, where, cname, kind):
         n = inst["name"]
@@ -428,42 +737,98 @@ class _Plan:
         single = inst["mode"] == "Single"
         replicas = 1 if single else self.count(inst["dbservers"], f"{where}.dbservers", "arangodb")
         cls, size = self.storage(inst, where, "arangodb", replicas, kind["local"])
-        vct = {"spec": {"storageClassName": cls, "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}}
-        spec = {"mode": inst["mode"], "environment": "Production",
-                "image": inst["image"] or f"arangodb/arangodb:{inst['version']}",
-                "bootstrap": {"passwordSecretNames": {"root": f"{n}-root"}}}
+        vct = {
+            "spec": {
+                "storageClassName": cls,
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": size}},
+            }
+        }
+        spec = {
+            "mode": inst["mode"],
+            "environment": "Production",
+            "image": inst["image"] or f"arangodb/arangodb:{inst['version']}",
+            "bootstrap": {"passwordSecretNames": {"root": f"{n}-root"}},
+        }
         if single:
             spec["single"] = {"volumeClaimTemplate": vct}
         else:
-            spec["agents"] = {"count": self.count(inst["agents"], f"{where}.agents", "arangodb"), "volumeClaimTemplate": vct}
+            spec["agents"] = {
+                "count": self.count(inst["agents"], f"{where}.agents", "arangodb"),
+                "volumeClaimTemplate": vct,
+            }
             spec["dbservers"] = {"count": replicas, "volumeClaimTemplate": vct}
             spec["coordinators"] = {"count": self.count(inst["coordinators"], f"{where}.coordinators", "arangodb")}
-        before = [self.secret(inst["namespace"], f"{n}-root", {"username": "root", "password": ""}, generate=("password",))]
-        manifests = [{"apiVersion": "database.arangodb.com/v1", "kind": "ArangoDeployment", "metadata": self._meta(inst, n),
-                      "spec": spec}]
-        ready = [{"api_version": "database.arangodb.com/v1", "kind": "ArangoDeployment", "name": n, "after": "manifests",
-                  "path": "status.phase", "value": "Running"}]
+        before = [
+            self.secret(inst["namespace"], f"{n}-root", {"username": "root", "password": ""}, generate=("password",))
+        ]
+        manifests = [
+            {
+                "apiVersion": "database.arangodb.com/v1",
+                "kind": "ArangoDeployment",
+                "metadata": self._meta(inst, n),
+                "spec": spec,
+            }
+        ]
+        ready = [
+            {
+                "api_version": "database.arangodb.com/v1",
+                "kind": "ArangoDeployment",
+                "name": n,
+                "after": "manifests",
+                "path": "status.phase",
+                "value": "Running",
+            }
+        ]
         self._component(inst, cname, kind, manifests, ready, ["ArangoDeployment", "ArangoBackup"], ["arangodb"], before)
 
     def _dragonfly_instances(self, inst, where, cname, kind):
         n = inst["name"]
         replicas = self.count(inst["replicas"], f"{where}.replicas", "dragonfly")
-        spec = {"replicas": replicas, "image": inst["image"] or f"docker.dragonflydb.io/dragonflydb/dragonfly:{inst['version']}",
-                "authentication": {"passwordFromSecret": {"name": f"{n}-auth", "key": "password"}}}
+        spec = {
+            "replicas": replicas,
+            "image": inst["image"] or f"docker.dragonflydb.io/dragonflydb/dragonfly:{inst['version']}",
+            "authentication": {"passwordFromSecret": {"name": f"{n}-auth", "key": "password"}},
+        }
         if inst["args"]:
             spec["args"] = list(inst["args"])
         if replicas > 1:
             spec["pdb"] = {"maxUnavailable": 1}
         if inst["snapshot"]:
             snap = self.fields(inst["snapshot"], SNAPSHOT_FIELDS, f"{where}.snapshot", "dragonfly.snapshot") or {}
-            sinst = dict(inst, size=snap.get("size") or inst["size"], storage_class=snap.get("storage_class") or inst["storage_class"])
+            sinst = dict(
+                inst,
+                size=snap.get("size") or inst["size"],
+                storage_class=snap.get("storage_class") or inst["storage_class"],
+            )
             cls, size = self.storage(sinst, f"{where}.snapshot", "dragonfly", replicas, kind["local"])
-            spec["snapshot"] = {"cron": snap.get("cron"), "persistentVolumeClaimSpec": {
-                "storageClassName": cls, "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}}
+            spec["snapshot"] = {
+                "cron": snap.get("cron"),
+                "persistentVolumeClaimSpec": {
+                    "storageClassName": cls,
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": size}},
+                },
+            }
         before = [self.secret(inst["namespace"], f"{n}-auth", {"password": ""}, generate=("password",))]
-        manifests = [{"apiVersion": "dragonflydb.io/v1alpha1", "kind": "Dragonfly", "metadata": self._meta(inst, n), "spec": spec}]
-        ready = [{"api_version": "dragonflydb.io/v1alpha1", "kind": "Dragonfly", "name": n, "after": "manifests",
-                  "path": "status.phase", "value": "Ready"}]
+        manifests = [
+            {
+                "apiVersion": "dragonflydb.io/v1alpha1",
+                "kind": "Dragonfly",
+                "metadata": self._meta(inst, n),
+                "spec": spec,
+            }
+        ]
+        ready = [
+            {
+                "api_version": "dragonflydb.io/v1alpha1",
+                "kind": "Dragonfly",
+                "name": n,
+                "after": "manifests",
+                "path": "status.phase",
+                "value": "Ready",
+            }
+        ]
         self._component(inst, cname, kind, manifests, ready, ["Dragonfly"], ["dragonfly"], before)
 
     def _elasticsearch(self, inst, where, cname, kind):
@@ -472,26 +837,79 @@ class _Plan:
         cls, size = self.storage(inst, where, "elasticsearch", nodes, kind["local"])
         config = {"node.store.allow_mmap": False}
         config.update(inst["config"] or {})
-        es = {"apiVersion": "elasticsearch.k8s.elastic.co/v1", "kind": "Elasticsearch", "metadata": self._meta(inst, n),
-              "spec": {"version": str(inst["version"]),
-                       "podDisruptionBudget": {"spec": {"maxUnavailable": 1,
-                                                        "selector": {"matchLabels": {"elasticsearch.k8s.elastic.co/cluster-name": n}}}},
-                       "nodeSets": [{"name": "default", "count": nodes, "config": config,
-                                     "volumeClaimTemplates": [{"metadata": {"name": "elasticsearch-data"},
-                                                               "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": cls,
-                                                                        "resources": {"requests": {"storage": size}}}}]}]}}
+        es = {
+            "apiVersion": "elasticsearch.k8s.elastic.co/v1",
+            "kind": "Elasticsearch",
+            "metadata": self._meta(inst, n),
+            "spec": {
+                "version": str(inst["version"]),
+                "podDisruptionBudget": {
+                    "spec": {
+                        "maxUnavailable": 1,
+                        "selector": {"matchLabels": {"elasticsearch.k8s.elastic.co/cluster-name": n}},
+                    }
+                },
+                "nodeSets": [
+                    {
+                        "name": "default",
+                        "count": nodes,
+                        "config": config,
+                        "volumeClaimTemplates": [
+                            {
+                                "metadata": {"name": "elasticsearch-data"},
+                                "spec": {
+                                    "accessModes": ["ReadWriteOnce"],
+                                    "storageClassName": cls,
+                                    "resources": {"requests": {"storage": size}},
+                                },
+                            }
+                        ],
+                    }
+                ],
+            },
+        }
         manifests = [es]
-        ready = [{"api_version": "elasticsearch.k8s.elastic.co/v1", "kind": "Elasticsearch", "name": n, "after": "manifests",
-                  "path": "status.health", "value": "green"},
-                 {"api_version": "elasticsearch.k8s.elastic.co/v1", "kind": "Elasticsearch", "name": n, "after": "manifests",
-                  "path": "status.phase", "value": "Ready"}]
+        ready = [
+            {
+                "api_version": "elasticsearch.k8s.elastic.co/v1",
+                "kind": "Elasticsearch",
+                "name": n,
+                "after": "manifests",
+                "path": "status.health",
+                "value": "green",
+            },
+            {
+                "api_version": "elasticsearch.k8s.elastic.co/v1",
+                "kind": "Elasticsearch",
+                "name": n,
+                "after": "manifests",
+                "path": "status.phase",
+                "value": "Ready",
+            },
+        ]
         if inst["kibana"]:
-            manifests.append({"apiVersion": "kibana.k8s.elastic.co/v1", "kind": "Kibana", "metadata": self._meta(inst, n),
-                              "spec": {"version": str(inst["version"]),
-                                       "count": self.count(inst["kibana_count"], f"{where}.kibana_count", "elasticsearch"),
-                                       "elasticsearchRef": {"name": n}}})
-            ready.append({"api_version": "kibana.k8s.elastic.co/v1", "kind": "Kibana", "name": n, "after": "manifests",
-                          "path": "status.health", "value": "green"})
+            manifests.append(
+                {
+                    "apiVersion": "kibana.k8s.elastic.co/v1",
+                    "kind": "Kibana",
+                    "metadata": self._meta(inst, n),
+                    "spec": {
+                        "version": str(inst["version"]),
+                        "count": self.count(inst["kibana_count"], f"{where}.kibana_count", "elasticsearch"),
+                        "elasticsearchRef": {"name": n},
+                    },
+                }
+            )
+            ready.append(
+                {
+                    "api_version": "kibana.k8s.elastic.co/v1",
+                    "kind": "Kibana",
+                    "name": n,
+                    "after": "manifests",
+                    "path": "status.health",
+                    "value": "green",
+                }
+            )
         self._component(inst, cname, kind, manifests, ready, ["Elasticsearch"], ["eck"])
 
 

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The data layer's plan: findings before any change, components, credentials kept."""
+
 from __future__ import annotations
 
 import base64
@@ -15,7 +16,7 @@ DEFAULTS = Path(__file__).resolve().parents[4] / "roles" / "data_operators" / "d
 @pytest.fixture
 def settings():
     raw = yaml.safe_load(DEFAULTS.read_text())
-    out = {k[len("data_operators_"):]: v for k, v in raw.items()}
+    out = {k[len("data_operators_") :]: v for k, v in raw.items()}
     out.update(delivery="helm", cnpg=True, strimzi=True, arangodb=True, dragonfly=True, eck=True)
     out["postgres"] = [{"name": "app", "instances": 3, "roles": [{"name": "reader"}], "backup": {"enabled": True}}]
     out["kafka"] = [{"name": "events", "topics": [{"name": "orders"}], "users": [{"name": "shop"}]}]
@@ -41,8 +42,19 @@ def test_valid_inventory_has_no_findings_and_every_component(settings):
     plan = data_services_plan(settings)
     assert not errors(plan)
     names = [c["name"] for c in plan["components"]]
-    assert names == ["cnpg", "strimzi", "arangodb", "dragonfly-operator", "eck", "barman-cloud",
-                     "pg-app", "kafka-events", "arango-graph", "dragonfly-cache", "es-search"]
+    assert names == [
+        "cnpg",
+        "strimzi",
+        "arangodb",
+        "dragonfly-operator",
+        "eck",
+        "barman-cloud",
+        "pg-app",
+        "kafka-events",
+        "arango-graph",
+        "dragonfly-cache",
+        "es-search",
+    ]
     pg = component(plan, "pg-app")
     assert pg["depends_on"] == ["cnpg", "barman-cloud"]
     assert pg["namespace"] == "app" and pg["pod_security"] == "restricted"
