@@ -158,6 +158,11 @@ class ProxmoxClient:
         if "@" not in user:
             module.fail_json(msg=f"api_user '{user}' has no realm: write it as user@realm (automation@pve)")
         verify = p["validate_certs"]
+        if not verify:
+            # every run says so, as the module's own warning (not only urllib3's, which Ansible hides)
+            module.warn(f"validate_certs is false: the Proxmox API at {p['api_host']}:{p['api_port']} is used "
+                        "without verifying its certificate. Set proxmox_vm_ca_path (api ca_path) to the "
+                        "cluster's CA (/etc/pve/pve-root-ca.pem) and validate_certs back to true.")
         if verify and p.get("ca_path"):
             verify = p["ca_path"]
         kwargs = {"port": p["api_port"], "verify_ssl": verify, "timeout": p["api_timeout"]}

@@ -132,3 +132,29 @@ def test_service_errors_and_full_storage_say_what_to_do():
     hint = p.task_hint("lvcreate 'pve/vm-811-disk-1' error: Volume group \"pve\" has insufficient free space "
                        "(10 extents): 2560 required. (storage 'local-lvm')")
     assert "storage 'local-lvm' has no room" in hint and "disk.storage" in hint
+
+
+class WarnModule:
+    """Just what ProxmoxClient reads of an AnsibleModule."""
+
+    def __init__(self, **params):
+        self.params = {"api_host": "pve1.home.arpa", "api_port": 8006, "api_user": "automation@pve",
+                       "api_token_id": "ansible", "api_token_secret": "x" * 36, "api_password": None,
+                       "validate_certs": True, "ca_path": None, "api_timeout": 5, "task_timeout": 5, **params}
+        self.warnings = []
+
+    def warn(self, msg):
+        self.warnings.append(msg)
+
+    def fail_json(self, **kwargs):
+        raise AssertionError(kwargs)
+
+
+@pytest.mark.parametrize(("validate", "warned"), [(False, True), (True, False)])
+def test_unverified_tls_warns_on_every_run(monkeypatch, validate, warned):
+    seen = {}
+    monkeypatch.setattr(p, "ProxmoxAPI", lambda host, **kw: seen.update(kw) or object())
+    module = WarnModule(validate_certs=validate)
+    p.ProxmoxClient(module)
+    assert seen["verify_ssl"] is validate
+    assert bool([w for w in module.warnings if "validate_certs is false" in w and "pve-root-ca.pem" in w]) is warned
