@@ -7,7 +7,8 @@ they spend much of their wall time waiting on the lab (controllers, kwok stages,
 the CPU. The scenarios that share an address or a port are listed in molecule/lanes.yml under
 `exclusive`: two of one group never run at once.
 
-    lanes.py --lanes 2 --times FILE --logs DIR job...     a job is a scenario name or `e2e`
+    lanes.py --lanes 2 --times FILE --logs DIR job...     a job is a scenario name, `e2e`, or a name
+                                                           molecule/lanes.yml's `commands` defines
 
 Jobs start longest first (the durations of the last passing run, kept in DIR/durations.json;
 molecule/lanes.yml's `expected` seconds before that). Each job's output goes to DIR/<job>.log;
@@ -31,14 +32,21 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Jobs that are not molecule scenarios: molecule/lanes.yml `commands` adds to these (argv lists;
+# "{python}" is this Python).
+COMMANDS: dict[str, list[str]] = {
+    "e2e": ["{python}", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/e2e"],
+}
+
+
 def command(job: str) -> list[str]:
-    if job == "e2e":
-        return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/e2e"]
+    if job in COMMANDS:
+        return [sys.executable if a == "{python}" else a for a in COMMANDS[job]]
     return ["molecule", "test", "-s", job]
 
 
 def label(job: str) -> str:
-    return "e2e" if job == "e2e" else f"molecule {job}"
+    return job if job in COMMANDS else f"molecule {job}"
 
 
 class Pool:
@@ -110,6 +118,7 @@ def main() -> int:
         ap.error("--lanes must be 1 or more")
     config = yaml.safe_load(args.config.read_text()) or {}
     groups = [set(g) for g in config.get("exclusive", [])]
+    COMMANDS.update({k: [str(a) for a in v] for k, v in (config.get("commands") or {}).items()})
     known = set(args.jobs)
     for g in groups:
         unknown = g - known - set(config.get("optional", []))

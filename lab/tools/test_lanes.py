@@ -65,3 +65,13 @@ def test_a_failure_starts_no_new_job(tmp_path, monkeypatch):
     assert pool.done["a"][1] == 3
     assert (tmp_path / "a.log").exists()
     assert not any((tmp_path / f"{j}.log").exists() for j in "bcd")
+
+
+def test_commands_molecule_by_default_and_named_ones_from_the_config(monkeypatch):
+    monkeypatch.setitem(lanes.COMMANDS, "pytest-corpus", ["{python}", "-m", "pytest", "tests/preflight"])
+    assert lanes.command("cilium") == ["molecule", "test", "-s", "cilium"]
+    assert lanes.label("cilium") == "molecule cilium"
+    assert lanes.command("pytest-corpus")[1:] == ["-m", "pytest", "tests/preflight"]
+    assert lanes.command("pytest-corpus")[0].endswith("python") or "python" in lanes.command("pytest-corpus")[0]
+    assert lanes.label("pytest-corpus") == "pytest-corpus"
+    assert lanes.command("e2e")[-1] == "tests/e2e"
