@@ -69,9 +69,9 @@ molecule: tools ## Every molecule scenario, one after the other
 # says which ones share addresses); each job's log is kept under $(TEST_LOGS).
 TEST_LANES ?= 2
 TEST_LOGS ?= $(HOMECLUSTER_CACHE)/test-logs
-slow-tests: tools ## Every molecule scenario and the e2e, side by side (TEST_LANES=2)
+slow-tests: tools ## pytest's parts, every molecule scenario and the e2e, side by side (TEST_LANES=2)
 	@$(PYTHON) lab/tools/lanes.py --lanes $(TEST_LANES) --logs $(TEST_LOGS) --times "$(TEST_TIMES)" \
-	  $(MOLECULE_SCENARIOS) e2e
+	  go-test pytest-preflight pytest-integration $(MOLECULE_SCENARIOS) e2e
 
 e2e: tools ## site.yml on the lab: cold run, rerun changed=0, --check --diff with one change per layer
 	@echo "== end to end"; $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
@@ -88,10 +88,9 @@ test: ## Everything CI runs, with a time table per step
 	@$(TIMED) lint $(MAKE) --no-print-directory lint
 	@$(TIMED) sanity $(MAKE) --no-print-directory sanity
 	@$(TIMED) units $(MAKE) --no-print-directory units
-	@$(TIMED) pytest $(MAKE) --no-print-directory pytest
-	@$(TIMED) "molecule + e2e (wall, $(TEST_LANES) lanes)" $(MAKE) --no-print-directory slow-tests
+	@$(TIMED) "pytest, molecule, e2e (wall, $(TEST_LANES) lanes)" $(MAKE) --no-print-directory slow-tests
 	@bash lab/tools/timed.sh --table "$(TEST_TIMES)"
-	@echo "make test: lint, sanity, units, pytest, molecule ($(words $(MOLECULE_SCENARIOS)) scenarios) and e2e passed"
+	@echo "make test: lint, sanity, units, go test, pytest, molecule ($(words $(MOLECULE_SCENARIOS)) scenarios) and e2e passed"
 
 build: venv ## Build the collection tarball
 	ansible-galaxy collection build --force --output-path $(HOMECLUSTER_CACHE)/dist .
