@@ -201,7 +201,16 @@ class Sops:
     def decrypt(self, ciphertext, filename, fmt):
         args = ["decrypt", "--filename-override", filename, "--input-type", fmt, "--output-type", fmt]
         data = ciphertext.encode() if isinstance(ciphertext, str) else ciphertext
-        return self._run(args, data, filename)
+        try:
+            return self._run(args, data, filename)
+        except SopsError as e:
+            if "data key" not in (e.stderr or ""):
+                raise
+            # The usual cause: the file was encrypted for other recipients than this key.
+            raise SopsError(
+                f"sops could not decrypt {filename} with the age key {self.age_key_file}: none of the file's "
+                "recipients matches it. Point age_key_file (or SOPS_AGE_KEY_FILE) at the key the file was "
+                "encrypted for; nothing was changed", cmd=e.cmd, rc=e.rc, stderr=e.stderr) from None
 
     def needs_update(self, ciphertext, plaintext, filename, fmt, *, recipients, encrypted_regex):
         """Return (changed, reason, current_plaintext) for an existing encrypted file or None."""

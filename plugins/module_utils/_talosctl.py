@@ -511,19 +511,27 @@ class PrivateDir:
         return False
 
 
-def write_private_file(path, content, mode=0o600):
-    """Atomically write *content* to *path* with *mode* (never briefly world-readable)."""
+def write_private_file(path, content, mode=0o600, module=None):
+    """Atomically write *content* to *path* with *mode* (never briefly world-readable).
+
+    A failed write (disk full, no permission) leaves the previous file as it was; with *module*
+    it fails the task with a message naming the file and the cause instead of a traceback.
+    """
     directory = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    tmp = None
     try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as handle:
             handle.write(content)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp and os.path.exists(tmp):
             os.unlink(tmp)
+        if module is not None and isinstance(e, OSError):
+            module.fail_json(msg=f"could not write {path}: {e.strerror or e}. The previous file (if any) is "
+                                 "unchanged; free space or fix the directory's permissions, then rerun")
         raise
 
 

@@ -196,7 +196,7 @@ def main():
                           "after": yaml.safe_dump(redact(desired), sort_keys=True),
                           "before_header": dest, "after_header": dest}
     if changed and not module.check_mode:
-        write_private_file(dest, yaml.safe_dump(desired, sort_keys=False), 0o600)
+        write_private_file(dest, yaml.safe_dump(desired, sort_keys=False), 0o600, module=module)
     module.exit_json(**result)
 
 

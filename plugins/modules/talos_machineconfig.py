@@ -314,7 +314,7 @@ def main():
         result["diff"] = {"before": before, "after": after, "before_header": dest, "after_header": dest}
     if result["changed"] and not module.check_mode:
         if content_changed:
-            write_private_file(dest, text, 0o600)
+            write_private_file(dest, text, 0o600, module=module)
         else:
             os.chmod(dest, 0o600)
     module.exit_json(**result)

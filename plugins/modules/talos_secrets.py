@@ -171,7 +171,7 @@ def main():
         kwargs = exc.as_fail_kwargs()
         kwargs["stdout"] = ""  # the bundle must never reach the log
         module.fail_json(**kwargs)
-    write_private_file(path, content, want_mode)
+    write_private_file(path, content, want_mode, module=module)
     module.exit_json(**result)
 
 

@@ -190,7 +190,7 @@ def main():
             "before_header": dest, "after_header": dest,
         }
     if result["changed"] and not module.check_mode:
-        write_private_file(dest, yaml.safe_dump(desired, sort_keys=False), 0o600)
+        write_private_file(dest, yaml.safe_dump(desired, sort_keys=False), 0o600, module=module)
     module.exit_json(**result)
 
 

@@ -22,10 +22,9 @@ def test_parse_json_stream_reads_concatenated_objects():
 
 
 def test_parse_table_uses_header_columns():
-    rows = t.parse_table(fixture("etcd_members.stdout"))
-    assert len(rows) == 2
+    rows = t.parse_table(fixture("recorded_etcd_members.stdout"))
     assert rows[0]["hostname"] == "cp1"
-    assert rows[1]["peer_urls"] == "https://127.0.10.12:2380"
+    assert rows[1]["peer_urls"] == "https://127.0.20.12:2380"
     assert rows[1]["learner"] == "false"
 
 
@@ -38,9 +37,9 @@ def test_parse_table_empty_cell():
 @pytest.mark.parametrize(
     ("name", "no_changes", "reboot", "diff_has"),
     [
-        ("dry_run_no_changes.stderr", True, False, None),
-        ("dry_run_label.stderr", False, False, "+    topology.kubernetes.io/zone: b"),
-        ("dry_run_reboot.stderr", False, True, "+        disk: /dev/sdb"),
+        ("recorded_dry_run_no_changes.stderr", True, False, None),
+        ("recorded_dry_run_label.stderr", False, False, "+    topology.kubernetes.io/zone: b"),
+        ("handwritten_dry_run_reboot.stderr", False, True, "+        disk: /dev/sdb"),
     ],
 )
 def test_parse_apply_output(name, no_changes, reboot, diff_has):
