@@ -26,7 +26,7 @@ def installer_parts(image):
     return None, tag
 
 
-def node_release(talos, nodes):
+def node_release(talos, nodes):  # noqa: PLR0912 - per-node answers and errors of two calls
     """{node: {version, schematic, extensions, error}}: what each node runs now.
 
     The version is the server tag of ``talosctl version``; the schematic is the version of the
@@ -72,7 +72,7 @@ def _by_node(rows, nodes):
     return grouped
 
 
-def etcd_view(talos, control_planes, *, alarms=True):
+def etcd_view(talos, control_planes, *, alarms=True):  # noqa: PLR0912 - three calls, each with per-node errors
     """etcd as every control plane sees it.
 
     Returns {"members": {cp: [hostnames] or None}, "status": {cp: {member, leader}}, "errors": {cp: text},
@@ -130,11 +130,13 @@ def etcd_problems(view, expected_members=None):
         problems.append(f"{cp}: {err}")
     lists = {cp: m for cp, m in view["members"].items() if m is not None}
     if len({tuple(m) for m in lists.values()}) > 1:
-        problems.append("etcd member lists differ: " + "; ".join(f"{cp}: {','.join(m)}" for cp, m in sorted(lists.items())))
+        per_cp = "; ".join(f"{cp}: {','.join(m)}" for cp, m in sorted(lists.items()))
+        problems.append(f"etcd member lists differ: {per_cp}")
     if expected_members is not None:
         for cp, m in sorted(lists.items()):
             if len(m) != expected_members:
-                problems.append(f"{cp} lists {len(m)} etcd members ({', '.join(m)}), the inventory has {expected_members} control planes")
+                problems.append(f"{cp} lists {len(m)} etcd members ({', '.join(m)}), "
+                                f"the inventory has {expected_members} control planes")
                 break
     leaders = {s.get("leader") for s in view["status"].values()}
     if len(leaders) > 1:

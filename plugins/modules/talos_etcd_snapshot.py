@@ -112,7 +112,7 @@ def main():
         module.fail_json(msg=f"prefix {p['prefix']!r} must be a plain file name prefix")
     if not p["talosconfig"]:
         module.fail_json(msg="talosconfig is required: etcd snapshot goes over mutual TLS")
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     path = os.path.join(p["dest"], f"{p['prefix']}-{stamp}.db")
     if module.check_mode:
         removed = expired(p["dest"], p["prefix"], p["retention"], extra=1) if os.path.isdir(p["dest"]) else []

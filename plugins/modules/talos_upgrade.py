@@ -170,7 +170,7 @@ def wait_etcd(talos, control_planes, hostname, timeout):
         time.sleep(2)
 
 
-def main():
+def main():  # noqa: PLR0912,PLR0915 - the steps of one node upgrade, in order
     spec = talosctl_argument_spec()
     spec.update(
         node={"type": "str", "required": True},

@@ -64,7 +64,8 @@ author:
 EXAMPLES = r"""
 - name: Check the cluster and compute the plan
   homecluster.platform.talos_upgrade_preflight:
-    images: {192.168.1.11: "factory.talos.dev/metal-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:v1.14.2"}
+    images:
+      192.168.1.11: "factory.talos.dev/metal-installer/{{ talos_schematic }}:v1.14.2"
     control_plane_nodes: [192.168.1.11]
     talosconfig: "{{ inventory_dir }}/talos/talosconfig"
     endpoints: [192.168.1.11]
@@ -121,7 +122,7 @@ def path_problem(current, target):
     return None
 
 
-def main():
+def main():  # noqa: PLR0912,PLR0915 - one flat list of checks reads best
     spec = talosctl_argument_spec()
     spec.update(
         images={"type": "dict", "required": True},
