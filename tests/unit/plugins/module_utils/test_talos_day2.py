@@ -4,10 +4,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ansible_collections.homecluster.platform.plugins.module_utils import _talos_day2 as d
 from ansible_collections.homecluster.platform.plugins.module_utils._talosctl import Talosctl
-from ansible_collections.homecluster.platform.plugins.modules import talos_upgrade, talos_upgrade_preflight
+from ansible_collections.homecluster.platform.plugins.modules import (
+    talos_etcd_snapshot,
+    talos_upgrade,
+    talos_upgrade_preflight,
+)
 
 EMPTY = d.EMPTY_SCHEMATIC
 AGENT = "ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515"
@@ -18,10 +23,7 @@ MEMBERS = """NODE          ID                 HOSTNAME   PEER URLS              
 127.0.60.11   c43d44d199fa9d99   cp1        https://127.0.60.11:2380   https://127.0.60.11:2379   false
 127.0.60.11   e793e87680288073   cp2        https://127.0.60.12:2380   https://127.0.60.12:2379   false
 """
-STATUS = """NODE          MEMBER             DB SIZE   IN USE            LEADER             RAFT INDEX   RAFT TERM   RAFT APPLIED INDEX   LEARNER   PROTOCOL   STORAGE   ERRORS
-127.0.60.11   c43d44d199fa9d99   4.2 MB    2.1 MB (50.00%)   e793e87680288073   1000         2           1000                 false     3.6.0      3.6.0
-127.0.60.12   e793e87680288073   4.2 MB    2.1 MB (50.00%)   e793e87680288073   1000         2           1000                 false     3.6.0      3.6.0
-"""
+STATUS = (Path(__file__).parent / "fixtures" / "talos" / "etcd_status.txt").read_text()
 ALARMS = """NODE          MEMBER             ALARM
 127.0.60.11   e793e87680288073   NOSPACE
 """
@@ -114,3 +116,14 @@ def test_supported_path_one_minor_at_a_time_no_downgrade():
     assert talos_upgrade_preflight.path_problem("v1.14.1", "v1.14.2") is None
     assert "skips a minor" in talos_upgrade_preflight.path_problem("v1.12.6", "v1.14.2")
     assert "older" in talos_upgrade_preflight.path_problem("v1.14.2", "v1.14.1")
+
+
+def test_snapshot_retention_keeps_the_newest(tmp_path):
+    names = [f"etcd-2026120{i}T000000.000000Z.db" for i in range(1, 5)]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "other-20260101T000000.000000Z.db").write_bytes(b"x")
+    assert [p.rsplit("/", 1)[1] for p in talos_etcd_snapshot.expired(str(tmp_path), "etcd", 2)] == names[:2]
+    # check mode: one more snapshot is about to be written
+    assert len(talos_etcd_snapshot.expired(str(tmp_path), "etcd", 2, extra=1)) == 3
+    assert talos_etcd_snapshot.expired(str(tmp_path), "etcd", 0) == []
