@@ -20,23 +20,6 @@ import difflib
 import re
 import secrets
 
-DOCUMENTATION = r"""
-name: data_services_plan
-short_description: The data services layer's components, credentials and input findings
-description:
-  - Turns the data_operators role's settings into platform components (operators and instances),
-    reusing the credential Secrets that already exist.
-options:
-  _input:
-    description: The role's settings (data_operators_* without the prefix).
-    type: dict
-    required: true
-  existing:
-    description: Credential Secrets already in the cluster, C(namespace/name) to their base64 data.
-    type: dict
-    default: {}
-"""
-
 LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?$")
 CRED_LABEL = "homecluster.io/credential"
