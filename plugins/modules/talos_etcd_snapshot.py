@@ -126,12 +126,12 @@ def main():
         os.chmod(tmp, 0o600)
         size = os.path.getsize(tmp)
         if size == 0:
-            raise TalosctlError(f"the snapshot from {p['node']} is empty")
+            raise TalosctlError(f"the snapshot from {p['node']} is empty", cmd=[])
         os.rename(tmp, path)
     except TalosctlError as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        module.fail_json(msg=f"etcd snapshot from {p['node']} failed: {exc.msg}", **exc.as_fail_kwargs())
+        module.fail_json(**dict(exc.as_fail_kwargs(), msg=f"etcd snapshot from {p['node']} failed: {exc.msg}"))
     finally:
         os.umask(old_umask)
     removed = expired(p["dest"], p["prefix"], p["retention"])

@@ -198,7 +198,7 @@ def main():  # noqa: PLR0912,PLR0915 - the steps of one node upgrade, in order
     try:
         before = node_release(talos, [node])[node]
     except TalosctlError as exc:
-        module.fail_json(msg=f"cannot read what {node} runs: {exc.msg}", **exc.as_fail_kwargs())
+        module.fail_json(**dict(exc.as_fail_kwargs(), msg=f"cannot read what {node} runs: {exc.msg}"))
     if before["error"]:
         module.fail_json(msg=f"cannot read what {node} runs: {before['error']}", before=before)
     after = {"version": target_version,
@@ -246,7 +246,7 @@ def main():  # noqa: PLR0912,PLR0915 - the steps of one node upgrade, in order
                 f"--drain={'true' if p['drain'] else 'false'}", f"--drain-timeout={p['drain_timeout']}"]
         talos.run(args, nodes=[node], timeout=p["upgrade_timeout"] + 60, msg=f"talosctl upgrade of {node} failed")
     except TalosctlError as exc:
-        module.fail_json(msg=exc.msg, actions=result["actions"], before=before, **exc.as_fail_kwargs())
+        module.fail_json(**dict(exc.as_fail_kwargs(), actions=result["actions"], before=before))
 
     if is_cp:
         view, problems = wait_etcd(talos, cps, hostname, p["etcd_timeout"])

@@ -150,7 +150,7 @@ def main():  # noqa: PLR0912,PLR0915 - one flat list of checks reads best
         release = node_release(talos, nodes)
         view = etcd_view(talos, cps)
     except TalosctlError as exc:
-        module.fail_json(msg=f"preflight read failed: {exc.msg}", **exc.as_fail_kwargs())
+        module.fail_json(**dict(exc.as_fail_kwargs(), msg=f"preflight read failed: {exc.msg}"))
 
     plan, pending = {}, []
     for node in nodes:
