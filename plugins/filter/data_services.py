@@ -366,7 +366,6 @@ class _Plan:
                 "state": inst["state"],
                 "namespace": inst["namespace"],
                 "pod_security": inst["pod_security"],
-                "namespace_labels": {"homecluster.io/data-instance": inst["name"]},
                 "delivery": self.s["delivery"],
                 "depends_on": [OPERATOR_COMPONENTS.get(d, d) for d in depends_on if self.s.get(d, True)],
                 "manifests_before": list(before),

@@ -137,3 +137,12 @@ def test_backup_needs_the_plugin_and_monitors_are_optional(settings):
     pg = component(data_services_plan(settings), "pg-app")
     assert manifest(pg, "PodMonitor")["spec"]["selector"] == {"matchLabels": {"cnpg.io/cluster": "app"}}
     assert pg["depends_on"][-1] == "kube-prometheus-stack"
+
+
+def test_instances_sharing_a_namespace_render_the_same_namespace(settings):
+    settings["postgres"][0]["namespace"] = "shared"
+    settings["dragonfly_instances"][0]["namespace"] = "shared"
+    plan = data_services_plan(settings)
+    pg, cache = component(plan, "pg-app"), component(plan, "dragonfly-cache")
+    assert pg["pod_security"] == cache["pod_security"] == "baseline"
+    assert pg.get("namespace_labels") == cache.get("namespace_labels")
