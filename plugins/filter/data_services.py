@@ -558,7 +558,7 @@ class _Plan:
         deps = (
             ["cnpg"]
             + (["barman_cloud"] if backup.get("enabled") else [])
-            + (list(self.s["monitors_depends_on"]) if monitor else [])
+            + (list(self.s["monitors_depends_on"]) if monitor and self.s["delivery"] == "flux" else [])
         )
         self._component(inst, cname, kind, manifests, ready, data_kinds, deps, before)
 

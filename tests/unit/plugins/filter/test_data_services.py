@@ -133,10 +133,13 @@ def test_backup_needs_the_plugin_and_monitors_are_optional(settings):
     settings["barman_cloud"] = True
     assert not any(m["kind"] == "PodMonitor" for m in component(data_services_plan(settings), "pg-app")["manifests"])
     settings["monitors"] = True
-    settings["monitors_depends_on"] = ["kube-prometheus-stack"]
+    settings["monitors_depends_on"] = ["prometheus-operator-crds"]
     pg = component(data_services_plan(settings), "pg-app")
     assert manifest(pg, "PodMonitor")["spec"]["selector"] == {"matchLabels": {"cnpg.io/cluster": "app"}}
-    assert pg["depends_on"][-1] == "kube-prometheus-stack"
+    # Under helm a component of another layer cannot be named (one list is ordered); under flux it can.
+    assert pg["depends_on"] == ["cnpg", "barman-cloud"]
+    settings["delivery"] = "flux"
+    assert component(data_services_plan(settings), "pg-app")["depends_on"][-1] == "prometheus-operator-crds"
 
 
 def test_instances_sharing_a_namespace_render_the_same_namespace(settings):
