@@ -18,7 +18,7 @@ COLLECTIONS = REPO_ROOT / ".collections"
 sys.path.insert(0, str(REPO_ROOT / "lab" / "ceph"))
 from cluster import Cluster
 
-ADDRESS = os.environ.get("HOMECLUSTER_CEPH_TEST_ADDRESS", "127.0.60.1")
+ADDRESS = os.environ.get("HOMECLUSTER_CEPH_TEST_ADDRESS", "127.0.66.1")
 
 
 @pytest.fixture(scope="session")
