@@ -261,7 +261,9 @@ class _Plan:
                 "name": "barman-cloud",
                 "enabled": bool(s["cnpg"]) and bool(s["barman_cloud"]),
                 "namespace": s["cnpg_namespace"],
-                "pod_security": s["cnpg_pod_security"],
+                # The operator's component creates and labels the namespace; one owner (under flux, one
+                # Kustomization) per Namespace object.
+                "namespace_create": False,
                 "delivery": s["delivery"],
                 "depends_on": ["cnpg"],
                 "chart": {

@@ -55,6 +55,9 @@ def test_valid_inventory_has_no_findings_and_every_component(settings):
         "dragonfly-cache",
         "es-search",
     ]
+    barman = component(plan, "barman-cloud")
+    assert barman["namespace"] == "cnpg-system" and barman["namespace_create"] is False
+    assert barman["depends_on"] == ["cnpg"]
     pg = component(plan, "pg-app")
     assert pg["depends_on"] == ["cnpg", "barman-cloud"]
     assert pg["namespace"] == "app" and pg["pod_security"] == "restricted"
