@@ -57,18 +57,22 @@ def test_the_rules_cover_a_home_lab() -> None:
     alerts = {r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
     for needed in ("HomeclusterNodeNotReady", "HomeclusterEtcdQuorumAtRisk", "HomeclusterCephHealthError",
                    "HomeclusterCephOSDDown", "HomeclusterPersistentVolumeFilling", "HomeclusterCertificateExpiringSoon",
-                   "HomeclusterFluxReconcileFailing", "HomeclusterKubernetesVersionSkew", "HomeclusterTalosVersionSkew"):
+                   "HomeclusterFluxReconcileFailing", "HomeclusterKubernetesVersionSkew",
+                   "HomeclusterTalosVersionSkew"):
         assert needed in alerts
 
 
 @pytest.mark.parametrize("old,new,message", [
     ("etcd_server_has_leader == 0", "etcd_server_has_leader == (0", "unclosed left parenthesis"),
     ("for: 5m", "for: 5 minutes", "unknown unit"),
-    ("summary: Node {{ $labels.node }} is not Ready", "summary: Node {{ $labels.node is not Ready", "annotation"),
+    ("summary: Node {{ $labels.node }} is not Ready",
+     "summary: Node {{ $labels.node is not Ready", "annotation"),
     ("        labels: {severity: critical}", "        lables: {severity: critical}", "field lables not found"),
-    ("      - alert: HomeclusterNodeUnschedulable", "      - record: HomeclusterNodeUnschedulable", "invalid field 'for' in recording rule"),
+    ("      - alert: HomeclusterNodeUnschedulable", "      - record: HomeclusterNodeUnschedulable",
+     "invalid field 'for' in recording rule"),
 ])
-def test_a_planted_mistake_fails(rulecheck: Path, tmp_path: Path, old: str, new: str, message: str) -> None:
+def test_a_planted_mistake_fails(rulecheck: Path, tmp_path: Path,
+                                 old: str, new: str, message: str) -> None:
     text = RULES.read_text()
     assert old in text
     bad = tmp_path / "bad.yaml"
@@ -84,7 +88,8 @@ def test_the_dashboard_queries_parse(rulecheck: Path, tmp_path: Path) -> None:
     for board in sorted((ROLE / "files" / "dashboards").glob("*.json")):
         for panel in json.loads(board.read_text())["panels"]:
             for target in panel["targets"]:
-                rules.append({"record": f"dashboard:{board.stem.replace('-', '_')}:{panel['id']}", "expr": target["expr"]})
+                name = f"dashboard:{board.stem.replace('-', '_')}:{panel['id']}"
+                rules.append({"record": name, "expr": target["expr"]})
     assert rules
     path = tmp_path / "dashboards.yaml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))

