@@ -34,7 +34,7 @@ def node_release(talos, nodes):  # noqa: PLR0912 - per-node answers and errors o
     extensions are the other ExtensionStatus resources.
     """
     out = {n: {"version": None, "schematic": None, "extensions": [], "error": None} for n in nodes}
-    versions, errors, _ = talos.version(nodes=nodes, check=False)
+    versions, errors = talos.version(nodes=nodes, check=False)[:2]
     for node in nodes:
         if node in versions:
             out[node]["version"] = versions[node].get("tag")
@@ -46,7 +46,7 @@ def node_release(talos, nodes):  # noqa: PLR0912 - per-node answers and errors o
             out[node]["error"] = "no answer to talosctl version"
     up = [n for n in nodes if out[n]["error"] is None]
     if up:
-        items, errs, _ = talos.get("extensions", nodes=up, namespace="runtime", check=False)
+        items, errs = talos.get("extensions", nodes=up, namespace="runtime", check=False)[:2]
         for node, err in errs.items():
             if node in out:
                 out[node]["error"] = err

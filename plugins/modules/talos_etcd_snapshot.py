@@ -131,7 +131,9 @@ def main():
     except TalosctlError as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        module.fail_json(**dict(exc.as_fail_kwargs(), msg=f"etcd snapshot from {p['node']} failed: {exc.msg}"))
+        kwargs = exc.as_fail_kwargs()
+        kwargs["msg"] = f"etcd snapshot from {p['node']} failed: {exc.msg}"
+        module.fail_json(**kwargs)
     finally:
         os.umask(old_umask)
     removed = expired(p["dest"], p["prefix"], p["retention"])

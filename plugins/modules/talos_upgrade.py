@@ -122,6 +122,14 @@ from ansible_collections.homecluster.platform.plugins.module_utils._talosctl imp
 )
 
 
+def failure(exc, msg, **extra):
+    """fail_json arguments of a failed talosctl call, with our own message."""
+    kwargs = exc.as_fail_kwargs()
+    kwargs.update(extra)
+    kwargs["msg"] = msg
+    return kwargs
+
+
 def schematic_refusal(before, target_schematic, allow):
     """Why the image may not go onto this node (None when it may)."""
     if allow or target_schematic == before.get("schematic"):
@@ -144,12 +152,12 @@ def quorum_problems(view, node_hostname, control_planes):
 
 
 def hostname_of(talos, node):
-    items, _, _ = talos.get("hostname", nodes=[node], namespace="network", check=False)
+    items = talos.get("hostname", nodes=[node], namespace="network", check=False)[0]
     for item in items:
         name = (item.get("spec") or {}).get("hostname")
         if name:
             return name
-    items, _, _ = talos.get("nodename", nodes=[node], namespace="k8s", check=False)
+    items = talos.get("nodename", nodes=[node], namespace="k8s", check=False)[0]
     for item in items:
         name = (item.get("spec") or {}).get("nodename")
         if name:
@@ -198,7 +206,7 @@ def main():  # noqa: PLR0912,PLR0915 - the steps of one node upgrade, in order
     try:
         before = node_release(talos, [node])[node]
     except TalosctlError as exc:
-        module.fail_json(**dict(exc.as_fail_kwargs(), msg=f"cannot read what {node} runs: {exc.msg}"))
+        module.fail_json(**failure(exc, f"cannot read what {node} runs: {exc.msg}"))
     if before["error"]:
         module.fail_json(msg=f"cannot read what {node} runs: {before['error']}", before=before)
     after = {"version": target_version,
@@ -246,7 +254,7 @@ def main():  # noqa: PLR0912,PLR0915 - the steps of one node upgrade, in order
                 f"--drain={'true' if p['drain'] else 'false'}", f"--drain-timeout={p['drain_timeout']}"]
         talos.run(args, nodes=[node], timeout=p["upgrade_timeout"] + 60, msg=f"talosctl upgrade of {node} failed")
     except TalosctlError as exc:
-        module.fail_json(**dict(exc.as_fail_kwargs(), actions=result["actions"], before=before))
+        module.fail_json(**failure(exc, exc.msg, actions=result["actions"], before=before))
 
     if is_cp:
         view, problems = wait_etcd(talos, cps, hostname, p["etcd_timeout"])

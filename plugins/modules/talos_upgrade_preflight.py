@@ -150,7 +150,9 @@ def main():  # noqa: PLR0912,PLR0915 - one flat list of checks reads best
         release = node_release(talos, nodes)
         view = etcd_view(talos, cps)
     except TalosctlError as exc:
-        module.fail_json(**dict(exc.as_fail_kwargs(), msg=f"preflight read failed: {exc.msg}"))
+        kwargs = exc.as_fail_kwargs()
+        kwargs["msg"] = f"preflight read failed: {exc.msg}"
+        module.fail_json(**kwargs)
 
     plan, pending = {}, []
     for node in nodes:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ansible_collections.homecluster.platform.plugins.module_utils import _talos_day2 as d
-from ansible_collections.homecluster.platform.plugins.module_utils._talosctl import Talosctl
+from ansible_collections.homecluster.platform.plugins.module_utils._talosctl import Talosctl, TalosctlError
 from ansible_collections.homecluster.platform.plugins.modules import (
     talos_etcd_snapshot,
     talos_upgrade,
@@ -50,16 +50,13 @@ EXTENSIONS = "\n".join(json.dumps(e) for e in [ext("127.0.60.15", "qemu-guest-ag
 
 
 def fake(outputs):
-    calls = []
-
     def runner(cmd, data, timeout):
-        calls.append(cmd)
         for key, answer in outputs.items():
             if " ".join(cmd[1:]).startswith(key):
                 return answer
         raise AssertionError(f"unexpected call {cmd}")
 
-    return Talosctl("/bin/talosctl", talosconfig="/tc", runner=runner), calls
+    return Talosctl("/bin/talosctl", talosconfig="/tc", runner=runner)
 
 
 def test_installer_parts_reads_factory_schematic_and_tag():
@@ -70,7 +67,7 @@ def test_installer_parts_reads_factory_schematic_and_tag():
 
 
 def test_node_release_per_node_version_schematic_and_extensions():
-    talos, _ = fake({"version": (0, VERSION, ""), "get extensions": (0, EXTENSIONS, "")})
+    talos = fake({"version": (0, VERSION, ""), "get extensions": (0, EXTENSIONS, "")})
     out = d.node_release(talos, ["127.0.60.14", "127.0.60.15"])
     assert out["127.0.60.15"] == {"version": "v1.14.2", "schematic": AGENT, "extensions": ["qemu-guest-agent"],
                                   "error": None}
@@ -78,7 +75,7 @@ def test_node_release_per_node_version_schematic_and_extensions():
 
 
 def test_etcd_view_consistent_then_alarm_and_differing_lists_are_problems():
-    talos, _ = fake({"etcd members": (0, MEMBERS, ""), "etcd status": (0, STATUS, ""),
+    talos = fake({"etcd members": (0, MEMBERS, ""), "etcd status": (0, STATUS, ""),
                      "etcd alarm list": (0, "", "")})
     view = d.etcd_view(talos, ["127.0.60.11", "127.0.60.12"])
     assert view["consistent"] and view["leader"] == "e793e87680288073"
@@ -86,7 +83,7 @@ def test_etcd_view_consistent_then_alarm_and_differing_lists_are_problems():
     assert d.etcd_problems(view, expected_members=2) == []
     assert "the inventory has 3 control planes" in d.etcd_problems(view, expected_members=3)[0]
 
-    talos, _ = fake({"etcd members": (0, MEMBERS.rsplit("\n", 2)[0] + "\n", ""), "etcd status": (0, STATUS, ""),
+    talos = fake({"etcd members": (0, MEMBERS.rsplit("\n", 2)[0] + "\n", ""), "etcd status": (0, STATUS, ""),
                      "etcd alarm list": (0, ALARMS, "")})
     problems = d.etcd_problems(d.etcd_view(talos, ["127.0.60.11", "127.0.60.12"]))
     assert any(p.startswith("etcd member lists differ") for p in problems)
@@ -95,7 +92,7 @@ def test_etcd_view_consistent_then_alarm_and_differing_lists_are_problems():
 
 def test_etcd_view_names_a_control_plane_that_does_not_answer():
     err = "error from node 127.0.60.12: rpc error: code = Unavailable desc = etcdserver: no leader"
-    talos, _ = fake({"etcd members": (1, MEMBERS.split("\n", 1)[0] + "\n" + MEMBERS.split("\n")[3] + "\n", err),
+    talos = fake({"etcd members": (1, MEMBERS.split("\n", 1)[0] + "\n" + MEMBERS.split("\n")[3] + "\n", err),
                      "etcd status": (0, STATUS, ""), "etcd alarm list": (0, "", "")})
     view = d.etcd_view(talos, ["127.0.60.11", "127.0.60.12"])
     assert not view["consistent"]
@@ -127,3 +124,10 @@ def test_snapshot_retention_keeps_the_newest(tmp_path):
     # check mode: one more snapshot is about to be written
     assert len(talos_etcd_snapshot.expired(str(tmp_path), "etcd", 2, extra=1)) == 3
     assert talos_etcd_snapshot.expired(str(tmp_path), "etcd", 0) == []
+
+
+def test_failure_keeps_the_talosctl_details_with_our_message():
+    exc = TalosctlError("talosctl upgrade of n1 failed: boom", cmd=["talosctl", "upgrade"], rc=1, stderr="boom")
+    kwargs = talos_upgrade.failure(exc, "custom", actions=["talosctl upgrade"])
+    assert kwargs["msg"] == "custom" and kwargs["cmd"] == "talosctl upgrade" and kwargs["rc"] == 1
+    assert kwargs["actions"] == ["talosctl upgrade"] and kwargs["stderr"] == "boom"
