@@ -112,7 +112,15 @@ class Cli:
 
 
 def first_line(text: str) -> str:
-    for line in (text or "").splitlines():
-        if line.strip():
-            return line.strip()
-    return "(no message)"
+    """The error a program printed, on one line: its first non-empty line, and when that line only
+    announces what follows (helm's "1 error occurred:", kubectl's "Error from server ...:"), the
+    next few lines too, so the cause reaches the task's msg."""
+    lines = [line.strip().lstrip("* ").strip() for line in (text or "").splitlines() if line.strip()]
+    if not lines:
+        return "(no message)"
+    out = [lines[0]]
+    for line in lines[1:4]:
+        if not out[-1].endswith(":"):
+            break
+        out.append(line)
+    return " ".join(out)

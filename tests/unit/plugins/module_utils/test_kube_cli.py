@@ -147,3 +147,16 @@ def test_helm_manifest_objects_lists_what_the_release_rendered_and_keeps_no_stdo
     with pytest.raises(CliError) as e:
         Helm("/usr/bin/helm", runner=rec).manifest_objects("hello", "demo")
     assert "c2VjcmV0" not in str(e.value.fail_kwargs())
+
+
+def test_error_summary_carries_the_cause_after_a_header_line():
+    from ansible_collections.homecluster.platform.plugins.module_utils._cli import first_line  # noqa: PLC0415
+
+    helm = ("Error: release loki failed, and has been uninstalled due to atomic being set: 1 error occurred:\n"
+            "\t* StatefulSet.apps \"loki\" is invalid: spec.template.spec.containers[0].volumeMounts[1].name: "
+            "Not found: \"storage\"\n\n\n")
+    assert first_line(helm) == ("Error: release loki failed, and has been uninstalled due to atomic being set: "
+                                "1 error occurred: StatefulSet.apps \"loki\" is invalid: spec.template.spec."
+                                "containers[0].volumeMounts[1].name: Not found: \"storage\"")
+    assert first_line("Error: not found\nsecond line\n") == "Error: not found"
+    assert first_line("\n\n") == "(no message)"
