@@ -7,10 +7,12 @@
     lab/cloudflare_sim/externaldns down --dir STATE
 
 Reads each external-dns Deployment of the lab cluster whose arguments say --provider=cloudflare
-(the stand-in chart renders them as upstream's chart does), resolves its environment (values and
-Secret references, e.g. CF_API_TOKEN) and runs the binary with those arguments, --kubeconfig and
-its metrics listener on the simulator's loopback address, pointed at the Cloudflare simulator of
-D (CLOUDFLARE_BASE_URL, the simulator's lab CA as SSL_CERT_FILE).
+or --provider=rfc2136 (the stand-in chart renders them as upstream's chart does), resolves its
+environment (values and Secret references, e.g. CF_API_TOKEN or EXTERNAL_DNS_RFC2136_TSIG_SECRET)
+and runs the binary with those arguments, --kubeconfig and its metrics listener on the
+simulator's loopback address. A Cloudflare instance is pointed at the Cloudflare simulator of D
+(CLOUDFLARE_BASE_URL, the simulator's lab CA as SSL_CERT_FILE); an rfc2136 instance talks to the
+DNS server its own arguments name (the lab's BIND, lab/dns), unchanged.
 
 `once`: one sync loop (--once) per Deployment, in the foreground; the exit code is external-dns's.
 `up`: a supervisor in the background (as lab/flux runs the Flux controllers) that, once the
@@ -34,6 +36,7 @@ import time
 from pathlib import Path
 
 CACHE = Path(os.environ.get("HOMECLUSTER_CACHE", Path.home() / ".cache" / "homecluster"))
+PROVIDERS = ("cloudflare", "rfc2136")
 
 
 def kubectl(kubeconfig, *args):
@@ -70,11 +73,13 @@ def commands(args, sim, binary, *, once):
             continue
         container = dep["spec"]["template"]["spec"]["containers"][0]
         dargs = container.get("args") or []
-        if "--provider=cloudflare" not in dargs:
+        provider = next((a.split("=", 1)[1] for a in dargs if a.startswith("--provider=")), "")
+        if provider not in PROVIDERS:
             continue
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
         env.update(resolve_env(args.kubeconfig, dep["metadata"]["namespace"], container.get("env")))
-        env.update({"CLOUDFLARE_BASE_URL": sim["api"] + "/", "SSL_CERT_FILE": sim["ca"]})
+        if provider == "cloudflare":
+            env.update({"CLOUDFLARE_BASE_URL": sim["api"] + "/", "SSL_CERT_FILE": sim["ca"]})
         # The metrics/health listener on the simulator's loopback address, any free port (the
         # default :7979 would bind every interface).
         argv = [binary, *dargs, f"--metrics-address={sim['host']}:0", "--kubeconfig", args.kubeconfig]
@@ -99,7 +104,7 @@ def cmd_once(args):
         rc = rc or proc.returncode
         ran += 1
     if not ran:
-        print("no external-dns Deployment with --provider=cloudflare found", file=sys.stderr)
+        print("no external-dns Deployment with --provider=cloudflare or rfc2136 found", file=sys.stderr)
         return 3
     return rc
 

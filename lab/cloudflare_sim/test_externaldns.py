@@ -94,8 +94,20 @@ def test_once_runs_the_deployment_command_line(tmp_path):
                     f"SSL_CERT_FILE={sim / 'ca.pem'}"]
 
 
+def test_once_runs_an_rfc2136_instance_without_the_cloudflare_environment(tmp_path):
+    args = ["--provider=rfc2136", "--rfc2136-host=127.0.0.1", "--rfc2136-port=5394"]
+    env, sim, kubeconfig = setup(tmp_path, args)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "once", "--kubeconfig", str(kubeconfig), "--sim-dir", str(sim)],
+                          env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    argv = runs(tmp_path, "argv")[0].read_text().split()
+    assert argv == [*args, "--metrics-address=127.0.40.9:0", "--kubeconfig", str(kubeconfig), "--once"]
+    envs = runs(tmp_path, "env")[0].read_text().splitlines()
+    assert envs == ["CF_API_TOKEN=secret-token", "PLAIN=x"]
+
+
 def test_once_ignores_other_providers(tmp_path):
-    env, sim, kubeconfig = setup(tmp_path, ["--provider=rfc2136"])
+    env, sim, kubeconfig = setup(tmp_path, ["--provider=pihole"])
     proc = subprocess.run([sys.executable, str(SCRIPT), "once", "--kubeconfig", str(kubeconfig), "--sim-dir", str(sim)],
                           env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 3 and "no external-dns Deployment" in proc.stderr
