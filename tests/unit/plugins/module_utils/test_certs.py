@@ -5,12 +5,11 @@ from __future__ import annotations
 import base64
 import datetime
 
+from ansible_collections.homecluster.platform.plugins.module_utils._certs import days_left
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from ansible_collections.homecluster.platform.plugins.module_utils._certs import days_left
 
 
 def certificate(days):
