@@ -325,7 +325,7 @@ class _Plan:
                     seen_ns.setdefault(inst["namespace"], []).append((where, level))
                 planned.append((key, kind, inst, where, cname))
         # A namespace shared by instances takes the least strict level any of them needs (one label per namespace).
-        ns_level = {ns: min((lv for _, lv in users), key=LEVELS.index) for ns, users in seen_ns.items()}
+        ns_level = {ns: min((lv for _where, lv in users), key=LEVELS.index) for ns, users in seen_ns.items()}
         for key, kind, inst, where, cname in planned:
             inst["pod_security"] = ns_level.get(inst["namespace"], inst["pod_security"])
             getattr(self, "_" + key)(inst, where, cname, kind)
@@ -342,7 +342,7 @@ class _Plan:
                         f"{inst['namespace']}): add {inst['name']} to data_operators_remove_data to delete them, "
                         "or keep state: present",
                     )
-                others = [w for w, _ in seen_ns.get(inst["namespace"], [])]
+                others = [w for w, _level in seen_ns.get(inst["namespace"], [])]
                 if others:
                     self.add(
                         "remove.shared",

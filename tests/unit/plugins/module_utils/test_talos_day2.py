@@ -76,7 +76,7 @@ def test_node_release_per_node_version_schematic_and_extensions():
 
 def test_etcd_view_consistent_then_alarm_and_differing_lists_are_problems():
     talos = fake({"etcd members": (0, MEMBERS, ""), "etcd status": (0, STATUS, ""),
-                     "etcd alarm list": (0, "", "")})
+                  "etcd alarm list": (0, "", "")})
     view = d.etcd_view(talos, ["127.0.60.11", "127.0.60.12"])
     assert view["consistent"] and view["leader"] == "e793e87680288073"
     assert view["members"]["127.0.60.11"] == ["cp1", "cp2"]
@@ -84,7 +84,7 @@ def test_etcd_view_consistent_then_alarm_and_differing_lists_are_problems():
     assert "the inventory has 3 control planes" in d.etcd_problems(view, expected_members=3)[0]
 
     talos = fake({"etcd members": (0, MEMBERS.rsplit("\n", 2)[0] + "\n", ""), "etcd status": (0, STATUS, ""),
-                     "etcd alarm list": (0, ALARMS, "")})
+                  "etcd alarm list": (0, ALARMS, "")})
     problems = d.etcd_problems(d.etcd_view(talos, ["127.0.60.11", "127.0.60.12"]))
     assert any(p.startswith("etcd member lists differ") for p in problems)
     assert "etcd alarm NOSPACE on member e793e87680288073" in problems
@@ -93,7 +93,7 @@ def test_etcd_view_consistent_then_alarm_and_differing_lists_are_problems():
 def test_etcd_view_names_a_control_plane_that_does_not_answer():
     err = "error from node 127.0.60.12: rpc error: code = Unavailable desc = etcdserver: no leader"
     talos = fake({"etcd members": (1, MEMBERS.split("\n", 1)[0] + "\n" + MEMBERS.split("\n")[3] + "\n", err),
-                     "etcd status": (0, STATUS, ""), "etcd alarm list": (0, "", "")})
+                  "etcd status": (0, STATUS, ""), "etcd alarm list": (0, "", "")})
     view = d.etcd_view(talos, ["127.0.60.11", "127.0.60.12"])
     assert not view["consistent"]
     assert "no leader" in " ".join(d.etcd_problems(view))
