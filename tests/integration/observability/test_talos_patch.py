@@ -66,12 +66,16 @@ def test_the_port_follows_the_inventory() -> None:
 
 
 def test_stand_in_crds_are_the_roles() -> None:
-    role = (ROLE / "files" / "crds" / "monitoring.coreos.com.yaml").read_text()
+    # the role ships one single-document file per CRD; the stand-in chart's crds/ holds the same objects
+    role = sorted((yaml.safe_load(f.read_text()) for f in (ROLE / "files" / "crds").glob("*.yaml")),
+                  key=lambda d: d["metadata"]["name"])
     crds = ROOT / "lab" / "charts" / "kube-prometheus-stack" / "charts" / "crds" / "crds"
-    chart = (crds / "monitoring.coreos.com.yaml").read_text()
+    chart = sorted((d for d in yaml.safe_load_all((crds / "monitoring.coreos.com.yaml").read_text()) if d),
+                   key=lambda d: d["metadata"]["name"])
     assert role == chart
-    kinds = {d["spec"]["names"]["kind"]: [v["name"] for v in d["spec"]["versions"]]
-             for d in yaml.safe_load_all(role) if d}
+    assert all(f.name == yaml.safe_load(f.read_text())["metadata"]["name"] + ".yaml"
+               for f in (ROLE / "files" / "crds").glob("*.yaml"))
+    kinds = {d["spec"]["names"]["kind"]: [v["name"] for v in d["spec"]["versions"]] for d in role}
     assert kinds == {"Alertmanager": ["v1"], "AlertmanagerConfig": ["v1alpha1"], "PodMonitor": ["v1"],
                      "Probe": ["v1"], "PrometheusAgent": ["v1alpha1"], "Prometheus": ["v1"],
                      "PrometheusRule": ["v1"], "ScrapeConfig": ["v1alpha1"], "ServiceMonitor": ["v1"],
