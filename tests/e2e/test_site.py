@@ -32,6 +32,10 @@ CHANGES = {
     "talos_bootstrap_patches": [{"machine": {"sysctls": {"net.core.somaxconn": "65535"}}}],
     "cilium_lb_pools": [{"name": "lab-pool", "blocks": [{"start": BLOCK + "200", "stop": BLOCK + "240"}]}],
     "rook_ceph_block_replicas": 2,
+    # layer 9: the PostgreSQL cluster from three instances to two (the diff shows it; the Cluster keeps 3)
+    "data_operators_postgres": [{"name": "app-db", "instances": 2, "size": "5Gi", "database": "app", "owner": "app",
+                                 "roles": [{"name": "reporting"}],
+                                 "backup": {"schedule": "0 0 2 * * *", "retention": "14d"}}],
     "homecluster_apps": [{"name": "hello", "namespace": "demo", "pod_security": "baseline",
                           "namespace_labels": {"istio.io/dataplane-mode": "ambient"},
                           "chart": {"name": "lab-hello", "version": "0.1.0", "repo": "http://127.0.0.1:8812"},
@@ -112,6 +116,8 @@ def fingerprint(state: Path) -> dict[str, str]:
         "helm": digest(out(str(BIN / "helm"), "--kubeconfig", kubeconfig, "list", "-A", "-o", "json")),
         "lbpools": digest(out(*kubectl, "get", "ciliumloadbalancerippools", "-o", "jsonpath={.items[*].spec}")),
         "cephpools": digest(out(*kubectl, "get", "cephblockpools", "-A", "-o", "jsonpath={.items[*].spec}")),
+        "postgres": digest(out(*kubectl, "get", "clusters.postgresql.cnpg.io", "-A", "-o",
+                               "jsonpath={.items[*].spec.instances}")),
         "gitops": out("git", "--git-dir", str(state / "git" / "gitops.git"), "rev-parse", "main").strip(),
     }
 
@@ -193,6 +199,9 @@ def test_check_diff_shows_one_change_per_layer_and_changes_nothing(lab, cold):
     assert re.search(r"(?m)^-\s*size: 3$", storage) and re.search(r"(?m)^\+\s*size: 2$", storage), \
         f"Ceph pool size change not in the storage layer's diff:\n{storage[-3000:]}"
     assert "storage" in diffs, f"drift_report.json: no storage change: {sorted(diffs)}"
+    data = diffs.get("data", "")
+    assert re.search(r"(?m)^-\s*instances: 3$", data) and re.search(r"(?m)^\+\s*instances: 2$", data), \
+        f"the PostgreSQL instance count change is not in the data layer's diff:\n{data[-3000:]}"
     assert "preflight" not in diffs, "the preflight predicted a change"
 
 
