@@ -336,6 +336,16 @@ class Delivery:
         desired_values = after["values"]
         if before == after:
             return
+        status = before.get("status", "") if before else ""
+        if status.startswith("pending-"):
+            # An earlier helm run was cut off (the API server restarted, the controller was killed):
+            # helm refuses every operation on the release until someone settles it. Which way is a
+            # decision about what runs in the cluster, so it is named here, not taken.
+            fix = (f"helm uninstall {c['name']} -n {c['namespace']}" if status == "pending-install"
+                   else f"helm rollback {c['name']} -n {c['namespace']}")
+            raise CliError(f"{c['name']}: release {before['release']} is stuck in {status} (an earlier helm run was "
+                           f"interrupted) and helm refuses to change it: run `{fix}` (pending-install: nothing was "
+                           "deployed yet; otherwise back to the last deployed revision), then rerun")
         if c["sensitive"]:
             shown_before = dict(before, values=MASK) if before else {}
             shown_after = dict(after, values=MASK if before.get("values") == desired_values else MASK_CHANGED)
