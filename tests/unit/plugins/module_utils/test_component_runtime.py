@@ -274,3 +274,23 @@ def test_a_current_release_is_not_downloaded_checked_or_rendered_again_on_delive
     rerun.p["action"] = "preflight"
     rerun.preflight([component()])
     assert fetched == ["hello", "template", "hello", "template"]
+
+
+@pytest.mark.parametrize(("status", "command"), [("pending-install", "helm uninstall hello -n hello"),
+                                                 ("pending-upgrade", "helm rollback hello -n hello")])
+def test_a_release_left_pending_is_named_with_the_command_that_settles_it(status, command):
+    d, kube, helm = delivery()
+    kube.served.add(("v1", "ConfigMap"))
+    helm.installed[("hello", "hello")] = {"chart": "lab-hello", "version": "0.1.0", "values": {"replicaCount": 1}}
+    listed = helm.releases
+
+    def pending():
+        out = listed()
+        out[("hello", "hello")]["status"] = status
+        return out
+
+    helm.releases = pending
+    with pytest.raises(rt.CliError) as err:
+        d.ensure_release(component(values={"replicaCount": 2}))
+    assert f"stuck in {status}" in err.value.msg and f"run `{command}`" in err.value.msg
+    assert helm.writes == [], "nothing may be tried on a pending release"
