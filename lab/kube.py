@@ -350,6 +350,47 @@ def _openapi_paths(state: Path) -> set[str]:
     return set(json.loads(proc.stdout).get("paths", {}))
 
 
+def _openapi_kinds(state: Path, path: str) -> set[str]:
+    """The kinds whose schema the API server publishes under /openapi/v3/<path>."""
+    proc = kubectl(state, "get", "--raw", f"/openapi/v3/{path}", check=False)
+    if proc.returncode != 0:
+        return set()
+    schemas = (json.loads(proc.stdout).get("components") or {}).get("schemas") or {}
+    return {name.rsplit(".", 1)[-1] for name in schemas}
+
+
+def _failed_stage_kinds(state: Path, offset: int) -> tuple[set[tuple[str, str]], int]:
+    """(apiGroup, kind) of each stage controller kwok failed to start since offset in its log
+    ("failed to start controller ... no matches for ..."), and the new offset."""
+    log = state / "logs" / "kwok.log"
+    if not log.exists():
+        return set(), offset
+    with log.open("rb") as f:
+        f.seek(offset)
+        data = f.read()
+    failed = set()
+    for line in data.decode(errors="replace").splitlines():
+        if "failed to start controller" not in line:
+            continue
+        try:
+            ref = json.loads(line).get("ref") or {}
+        except ValueError:
+            continue
+        if ref.get("Kind"):
+            failed.add((ref.get("APIGroup", ""), ref["Kind"]))
+    return failed, offset + len(data)
+
+
+def _forget_failed_stages(state: Path, docs: list[dict], applied: dict, failed: set) -> None:
+    """Delete each applied Stage whose controller kwok failed to start, so it is applied again."""
+    for doc in docs:
+        ref = doc["spec"]["resourceRef"]
+        if (ref["apiGroup"], ref["kind"]) in failed and doc["metadata"]["name"] in applied:
+            kubectl(state, "delete", "stage.kwok.x-k8s.io", doc["metadata"]["name"], "--ignore-not-found",
+                    check=False)
+            applied.pop(doc["metadata"]["name"], None)
+
+
 def _openapi_path(api_group: str) -> str:
     """kwok's resourceRef.apiGroup ("v1", "ceph.rook.io/v1") as an /openapi/v3 path."""
     return f"api/{api_group}" if "/" not in api_group else f"apis/{api_group}"
@@ -360,7 +401,10 @@ def stage_sync(args: argparse.Namespace) -> None:
 
     kwok starts a stage's controller when the Stage object appears and needs the resource's
     schema from /openapi/v3 then; if it is not there yet, kwok logs an error and never retries.
-    A CRD shows up in API discovery before its OpenAPI path, so the path is what is waited for.
+    A CRD shows up in API discovery before its OpenAPI path, so the path is what is waited for, and
+    within it the kind's own schema: a group's path appears with its first CRD, and a Stage for a
+    second kind of that group applied before that kind's schema is published was never served
+    (molecule/e2e runs saw a CephBlockPool stay without a phase while CephCluster's moved on).
     """
     state: Path = args.dir
     applied: dict[str, str] = {}
@@ -370,16 +414,27 @@ def stage_sync(args: argparse.Namespace) -> None:
             break
         time.sleep(1)
     kubectl(state, "wait", "--for=condition=Established", "crd/stages.kwok.x-k8s.io", "--timeout=60s")
+    log_offset = 0
     while True:
         docs = _stage_docs()
+        # kwok does not retry a stage controller it failed to start (its REST mapper did not know
+        # the kind yet): such a Stage is deleted and applied again once its kind is published.
+        failed, log_offset = _failed_stage_kinds(state, log_offset)
+        _forget_failed_stages(state, docs, applied, failed)
         published = _openapi_paths(state)
+        kinds: dict[str, set[str]] = {}
         pending = []
         for doc in docs:
             name = doc["metadata"]["name"]
             body = yaml.safe_dump(doc)
             if applied.get(name) == body:
                 continue
-            if _openapi_path(doc["spec"]["resourceRef"]["apiGroup"]) not in published:
+            path = _openapi_path(doc["spec"]["resourceRef"]["apiGroup"])
+            if path not in published:
+                continue
+            if path not in kinds:
+                kinds[path] = _openapi_kinds(state, path)
+            if doc["spec"]["resourceRef"]["kind"] not in kinds[path]:
                 continue
             pending.append(doc)
             applied[name] = body
