@@ -83,7 +83,7 @@ export TEST_TIMES
 TIMED = bash lab/tools/timed.sh "$(TEST_TIMES)"
 
 test: ## Everything CI runs, with a time table per step
-	@rm -f "$(TEST_TIMES)"
+	@rm -f "$(TEST_TIMES)" "$(dir $(TEST_TIMES))failures.txt"
 	@$(TIMED) tools $(MAKE) --no-print-directory tools
 	@$(TIMED) lint $(MAKE) --no-print-directory lint
 	@$(TIMED) sanity $(MAKE) --no-print-directory sanity

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -74,6 +75,14 @@ class Pool:
                 return job
         return None
 
+    def excerpt(self, job, lines):
+        """Keep why `job` failed in failures.txt beside the time table: CI shows the end of the
+        output, and a log's last lines are molecule's destroy, not the failed task."""
+        target = (self.times.parent if self.times is not None else self.logs) / "failures.txt"
+        with target.open("a") as out:
+            out.write(f"---- why {label(job)} failed (from {self.logs / (job + '.log')})\n")
+            out.write("\n".join(excerpt_of(lines)) + "\n")
+
     def worker(self) -> None:
         while True:
             with self.cond:
@@ -103,7 +112,31 @@ class Pool:
                     print(f"---- last {min(len(lines), 250)} lines of {log}", flush=True)
                     print("\n".join(lines[-250:]), flush=True)
                     print(f"---- end of {log}", flush=True)
+                    self.excerpt(job, lines)
                 self.cond.notify_all()
+
+
+# The lines that say why a job failed, wherever they are in its log: an Ansible task that failed
+# (with the task's name, a few lines above), a molecule step, a pytest failure.
+CAUSE = re.compile(r"fatal: \[|FAILED! =>|\bfailed: \[|^TASK \[|^ERROR|ERROR +Ansible|^E   |^FAILED |AssertionError"
+                   r"|Traceback|Error:|\berror:")
+
+
+def excerpt_of(lines, limit=60):
+    """The cause lines of a failed job's log, each failed task with the TASK line before it."""
+    keep = []
+    last_task = None
+    for line in lines:
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", line)
+        if plain.startswith("TASK ["):
+            last_task = plain
+            continue
+        if CAUSE.search(plain):
+            if last_task and ("fatal: [" in plain or "failed: [" in plain):
+                keep.append(last_task)
+                last_task = None
+            keep.append(plain[:1500])
+    return keep[-limit:]
 
 
 def main() -> int:
@@ -133,6 +166,7 @@ def main() -> int:
     jobs = sorted(args.jobs, key=lambda j: -float(expected.get(j, 120)))
     print(f"== {len(jobs)} jobs in {args.lanes} lanes, longest first: {' '.join(jobs)}", flush=True)
     pool = Pool(jobs, args.lanes, groups, args.logs, args.times)
+    ((args.times.parent if args.times is not None else args.logs) / "failures.txt").unlink(missing_ok=True)
     start = time.monotonic()
     threads = [threading.Thread(target=pool.worker, daemon=True) for _ in range(args.lanes)]
     for t in threads:

@@ -75,3 +75,28 @@ def test_commands_molecule_by_default_and_named_ones_from_the_config(monkeypatch
     assert lanes.command("pytest-corpus")[0].endswith("python") or "python" in lanes.command("pytest-corpus")[0]
     assert lanes.label("pytest-corpus") == "pytest-corpus"
     assert lanes.command("e2e")[-1] == "tests/e2e"
+
+
+def test_a_failed_job_leaves_why_in_failures_txt(tmp_path, monkeypatch):
+    """CI shows the end of the output; the failed task must be there, not molecule's destroy."""
+    log_text = "\n".join([
+        "PLAY [Check mode before the first apply]",
+        "TASK [Run the role with --check --diff] ****",
+        "ok: [localhost]",
+        "TASK [Assert check mode predicted the layer and changed nothing] ****",
+        'fatal: [localhost]: FAILED! => {"assertion": "x > 0", "msg": "the cause"}',
+        "PLAY RECAP",
+    ] + ["INFO destroy: line %d" % i for i in range(300)])
+
+    def command(job):
+        return ["sh", "-c", f"cat <<'X'\n{log_text}\nX\nexit 2"]
+    monkeypatch.setattr(lanes, "command", command)
+    times = tmp_path / "times" / "last.tsv"
+    times.parent.mkdir()
+    pool = lanes.Pool(["sec"], 1, [], tmp_path, times)
+    run(pool)
+    why = (times.parent / "failures.txt").read_text().splitlines()
+    assert why[0].startswith("---- why molecule sec failed")
+    assert why[1] == "TASK [Assert check mode predicted the layer and changed nothing] ****"
+    assert why[2].startswith("fatal: [localhost]: FAILED!") and "the cause" in why[2]
+    assert not any("destroy" in line for line in why)

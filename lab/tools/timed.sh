@@ -13,6 +13,11 @@ table() {
   awk -F'\t' '$4 == "parallel" {printf "      %-40s %8.1f s  %s\n", $1, $2, $3; next}
               {printf "  %-44s %8.1f s  %s\n", $1, $2, $3; total += $2}
               END {printf "  %-44s %8.1f s  (%.1f min)\n", "total (wall)", total, total / 60}' "$file"
+  # Why a side-by-side job failed (lab/tools/lanes.py keeps it): printed last, where CI's
+  # excerpt of the output ends.
+  local why
+  why="$(dirname "$file")/failures.txt"
+  if [ -s "$why" ]; then cat "$why"; fi
 }
 if [ "${1:-}" = "--table" ]; then table "$2"; exit 0; fi
 file=$1 step=$2; shift 2
