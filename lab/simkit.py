@@ -11,6 +11,7 @@ own keys). `up` is done when GET <url>/_sim/stats answers 200 with the lab CA.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import ipaddress
 import json
@@ -158,3 +159,42 @@ def status(directory):
     answering = is_up(ep)
     print(json.dumps({"up": answering, **(ep or {})}))
     return 0 if answering else 1
+
+
+def cli(argv, *, prog, doc, script, env_dir, default_dir, default_config, default_port, serve, options=()):
+    """The command line every simulator shares: up, serve, down and status.
+
+    ``options`` are (flag, argparse keywords) pairs that `up` and `serve` both take; `up` passes each
+    one that is set on to the detached `serve`, as it does --fresh and --verbose. ``serve`` is called
+    with the parsed arguments.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name in ("up", "serve", "down", "status"):
+        p = sub.add_parser(name)
+        p.add_argument("--dir", default=os.environ.get(env_dir, default_dir))
+        if name in ("up", "serve"):
+            p.add_argument("--config", default=default_config)
+            p.add_argument("--address", default="127.0.0.1")
+            p.add_argument("--port", type=int, default=default_port)
+            for flag, kwargs in options:
+                p.add_argument(flag, **kwargs)
+            p.add_argument("--fresh", action="store_true", help="forget the persisted state")
+            p.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    args.dir = os.path.abspath(args.dir)
+    if args.cmd == "down":
+        return down(args.dir)
+    if args.cmd == "status":
+        return status(args.dir)
+    check_loopback(args.address)
+    if args.cmd == "serve":
+        return serve(args) or 0
+    cmd = [script, "serve", "--dir", args.dir, "--config", args.config, "--address", args.address,
+           "--port", str(args.port)]
+    for flag, _ in options:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            cmd += [flag, str(value)]
+    cmd += [f for f, on in (("--fresh", args.fresh), ("--verbose", args.verbose)) if on]
+    return up(args.dir, cmd)

@@ -13,7 +13,6 @@ https://ADDRESS:PORT/client/v4. Binds loopback addresses only.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
@@ -35,14 +34,9 @@ def make_certs(directory, address):
                       server_name="api.cloudflare.com", dns_names=("localhost", "api.cloudflare.com"))
 
 
-def _check_loopback(address):
-    simkit.check_loopback(address)
-
-
 def cmd_serve(args):
     from cfsim_server import make_server  # noqa: PLC0415
 
-    _check_loopback(args.address)
     config = load_config(args.config)
     os.makedirs(args.dir, exist_ok=True)
     make_certs(args.dir, args.address)
@@ -61,41 +55,10 @@ def cmd_serve(args):
     srv.serve_forever()
 
 
-def cmd_up(args):
-    _check_loopback(args.address)
-    cmd = [os.path.abspath(__file__), "serve", "--dir", args.dir, "--config", args.config,
-           "--address", args.address, "--port", str(args.port)]
-    if args.fresh:
-        cmd.append("--fresh")
-    if args.verbose:
-        cmd.append("--verbose")
-    return simkit.up(args.dir, cmd)
-
-
-def cmd_down(args):
-    return simkit.down(args.dir)
-
-
-def cmd_status(args):
-    return simkit.status(args.dir)
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="cloudflare_sim", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("up", "serve", "down", "status"):
-        p = sub.add_parser(name)
-        p.add_argument("--dir", default=os.environ.get("CLOUDFLARE_SIM_DIR", DEFAULT_DIR))
-        if name in ("up", "serve"):
-            p.add_argument("--config", default=DEFAULT_CONFIG)
-            p.add_argument("--address", default="127.0.0.1")
-            p.add_argument("--port", type=int, default=8443)
-            p.add_argument("--fresh", action="store_true", help="forget the persisted state")
-            p.add_argument("--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    args.dir = os.path.abspath(args.dir)
-    return {"up": cmd_up, "serve": cmd_serve, "down": cmd_down, "status": cmd_status}[args.cmd](args) or 0
+    return simkit.cli(argv, prog="cloudflare_sim", doc=__doc__, script=os.path.abspath(__file__),
+                      env_dir="CLOUDFLARE_SIM_DIR", default_dir=DEFAULT_DIR, default_config=DEFAULT_CONFIG,
+                      default_port=8443, serve=cmd_serve)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ sim.log, sim.pid and endpoint.json. Binds loopback addresses only.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
@@ -36,14 +35,9 @@ def make_certs(directory, address):
                       server_name="pve1.lab.invalid")
 
 
-def _check_loopback(address):
-    simkit.check_loopback(address)
-
-
 def cmd_serve(args):
     from pvesim_server import make_server  # noqa: PLC0415
 
-    _check_loopback(args.address)
     config = load_config(args.config)
     for key, value in (("power_hook_url", args.power_hook), ("talos_port_stub", args.talos_port_stub),
                        ("task_delay", args.task_delay), ("status_period", args.status_period)):
@@ -66,49 +60,20 @@ def cmd_serve(args):
     srv.serve_forever()
 
 
-def cmd_up(args):
-    _check_loopback(args.address)
-    cmd = [os.path.abspath(__file__), "serve", "--dir", args.dir, "--config", args.config,
-           "--address", args.address, "--port", str(args.port)]
-    for flag, value in (("--power-hook", args.power_hook), ("--talos-port-stub", args.talos_port_stub),
-                        ("--task-delay", args.task_delay), ("--status-period", args.status_period)):
-        if value is not None:
-            cmd += [flag, str(value)]
-    if args.fresh:
-        cmd.append("--fresh")
-    return simkit.up(args.dir, cmd)
-
-
-def cmd_down(args):
-    return simkit.down(args.dir)
-
-
-def cmd_status(args):
-    return simkit.status(args.dir)
+OPTIONS = (
+    ("--power-hook", {"default": None, "help": "URL to POST power events to (Talos simulator /power)"}),
+    ("--talos-port-stub", {"type": int, "default": None,
+                           "help": "without a hook: listen on VM address:PORT while the VM runs"}),
+    ("--task-delay", {"type": float, "default": None, "help": "seconds a task runs"}),
+    ("--status-period", {"type": float, "default": None,
+                         "help": "seconds between pvestatd rounds feeding /cluster/resources (default 10; 0 live)"}),
+)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="proxmox_sim", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("up", "serve", "down", "status"):
-        p = sub.add_parser(name)
-        p.add_argument("--dir", default=os.environ.get("PROXMOX_SIM_DIR", DEFAULT_DIR))
-        if name in ("up", "serve"):
-            p.add_argument("--config", default=DEFAULT_CONFIG)
-            p.add_argument("--address", default="127.0.0.1")
-            p.add_argument("--port", type=int, default=8006)
-            p.add_argument("--power-hook", default=None, help="URL to POST power events to (Talos simulator /power)")
-            p.add_argument("--talos-port-stub", type=int, default=None,
-                           help="without a hook: listen on VM address:PORT while the VM runs")
-            p.add_argument("--task-delay", type=float, default=None, help="seconds a task runs")
-            p.add_argument("--status-period", type=float, default=None,
-                           help="seconds between pvestatd rounds feeding /cluster/resources (default 10; 0 live)")
-            p.add_argument("--fresh", action="store_true", help="forget the persisted state")
-            p.add_argument("--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    args.dir = os.path.abspath(args.dir)
-    return {"up": cmd_up, "serve": cmd_serve, "down": cmd_down, "status": cmd_status}[args.cmd](args) or 0
+    return simkit.cli(argv, prog="proxmox_sim", doc=__doc__, script=os.path.abspath(__file__),
+                      env_dir="PROXMOX_SIM_DIR", default_dir=DEFAULT_DIR, default_config=DEFAULT_CONFIG,
+                      default_port=8006, serve=cmd_serve, options=OPTIONS)
 
 
 if __name__ == "__main__":

@@ -203,9 +203,11 @@ def test_state_persists(sim):
     assert "992" in data["vms"]
 
 
-def test_refuses_non_loopback_bind():
+@pytest.mark.parametrize("cmd", ["up", "serve"])
+def test_refuses_non_loopback_bind(cmd, tmp_path):
     with pytest.raises(SystemExit, match="loopback"):
-        cli._check_loopback("192.168.1.10")
+        cli.main([cmd, "--dir", str(tmp_path), "--address", "192.168.1.10"])
+    assert not (tmp_path / "sim.pid").exists()
 
 
 VMIDS = itertools.count(1000)
