@@ -28,8 +28,8 @@ def rendered(*extra: str) -> list[dict]:
                           cwd=REPO, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # other callbacks (the task timer) may print before the JSON document
-    result = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{\n"):])[0]["plays"][0]["tasks"][0]["hosts"]["cp1"]
-    return result["talos_bootstrap_firewall_patches"]
+    doc = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{\n"):])[0]
+    return doc["plays"][0]["tasks"][0]["hosts"]["cp1"]["talos_bootstrap_firewall_patches"]
 
 
 def rules(docs: list[dict]) -> dict[str, dict]:
