@@ -23,6 +23,9 @@ type kubeManager struct {
 	mu       sync.Mutex
 	starting bool
 	retries  int // guarded by s.mu
+
+	etcdOnce  sync.Once
+	etcdQueue chan func() // lab/kube_etcd.py operations, one at a time (recover.go)
 }
 
 func newKubeManager(s *Sim) *kubeManager { return &kubeManager{s: s} }

@@ -326,20 +326,42 @@ func (m *machineServer) Bootstrap(ctx context.Context, in *machineapi.BootstrapR
 		return nil, status.Error(codes.AlreadyExists, "etcd data directory is not empty")
 	}
 
+	if m.s.recovering {
+		return nil, status.Error(codes.FailedPrecondition, "bootstrap is not available yet: a recovery is in progress")
+	}
+
+	// the lab's control plane kept running while etcd was wiped: a recovery restores its etcd
+	// (recover.go) and the running kube-apiserver reconnects, with the nodes the snapshot holds
+	restored := false
+
 	if in.RecoverEtcd {
-		m.s.log.Printf("%s: bootstrap with etcd recovery requested (snapshot contents are not restored by the simulator)", n.def.Name)
+		if err := m.s.recoverLocked(n, in.RecoverSkipHashCheck); err != nil {
+			return nil, err
+		}
+
+		if cl.Bootstrapped {
+			return nil, status.Error(codes.AlreadyExists, "etcd data directory is not empty")
+		}
+
+		restored = cl.KubeUp && m.s.kube.enabled()
 	}
 
 	cl.Bootstrapped = true
 	cl.BootstrapNode = n.addr()
 	cl.ClusterID = n.cfg.ClusterID
-	cl.KubeUp = false
-	cl.KubeError = ""
+
+	if !restored {
+		cl.KubeUp = false
+		cl.KubeError = ""
+	}
 
 	// every configured node of the cluster joins: control planes become etcd members
 	for _, o := range m.s.nodes {
 		if o.configuredLocked() && o.cfg.ClusterID == cl.ClusterID && o.rec.PowerOn && !o.booting {
-			o.rec.KubeNode = false
+			if !restored {
+				o.rec.KubeNode = false
+			}
+
 			if o.cfg.Type.IsControlPlane() {
 				o.rec.EtcdMember = true
 				o.rec.EtcdMemberID = memberID(o.hostnameLocked() + o.addr())
@@ -349,7 +371,10 @@ func (m *machineServer) Bootstrap(ctx context.Context, in *machineapi.BootstrapR
 
 	m.s.syncMembersLocked()
 	_ = m.s.saveLocked()
-	m.s.kube.ensureUp()
+
+	if !restored {
+		m.s.kube.ensureUp()
+	}
 
 	return &machineapi.BootstrapResponse{Messages: []*machineapi.Bootstrap{{}}}, nil
 }
@@ -618,7 +643,19 @@ func (m *machineServer) Reboot(ctx context.Context, _ *machineapi.RebootRequest)
 	return &machineapi.RebootResponse{Messages: []*machineapi.Reboot{{ActorId: actor}}}, nil
 }
 
-// Reset wipes the node back to maintenance mode (leaving etcd and Kubernetes).
+// ephemeralOnly: a reset that wipes the EPHEMERAL partition and keeps STATE (the machine config),
+// `talosctl reset --system-labels-to-wipe=EPHEMERAL`; without system labels every partition is wiped.
+func ephemeralOnly(in *machineapi.ResetRequest) bool {
+	labels := map[string]bool{}
+	for _, p := range in.GetSystemPartitionsToWipe() {
+		labels[p.GetLabel()] = true
+	}
+
+	return labels["EPHEMERAL"] && !labels["STATE"]
+}
+
+// Reset wipes the node back to maintenance mode (leaving etcd and Kubernetes); with
+// system_partitions_to_wipe EPHEMERAL only, it wipes etcd's data and keeps the config (recover.go).
 func (m *machineServer) Reset(ctx context.Context, in *machineapi.ResetRequest) (*machineapi.ResetResponse, error) {
 	n := targetNode(ctx)
 	actor := newID()
@@ -645,6 +682,26 @@ func (m *machineServer) Reset(ctx context.Context, in *machineapi.ResetRequest) 
 	n.stage = runtime.MachineStageResetting
 	m.s.noteEtcdLocked()
 	m.s.mu.Unlock()
+
+	if ephemeralOnly(in) {
+		time.AfterFunc(200*time.Millisecond, func() {
+			m.s.mu.Lock()
+			defer m.s.mu.Unlock()
+
+			m.s.wipeEphemeralLocked(n)
+
+			if in.Reboot {
+				_ = n.bootLocked(m.s.opts.BootDelay) //nolint:errcheck
+			} else {
+				n.powerOffLocked()
+			}
+
+			m.s.syncMembersLocked()
+			_ = m.s.saveLocked()
+		})
+
+		return &machineapi.ResetResponse{Messages: []*machineapi.Reset{{ActorId: actor}}}, nil
+	}
 
 	time.AfterFunc(200*time.Millisecond, func() {
 		m.s.mu.Lock()

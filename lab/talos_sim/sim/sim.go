@@ -58,6 +58,8 @@ type Sim struct {
 	etcd    *EtcdStats        // quorum counters (GET /etcd)
 	alarms  map[uint64]string // etcd alarms by member ID (POST /etcd/alarms)
 
+	recovering bool // a recover bootstrap is restoring etcd (s.mu released meanwhile)
+
 	ctx    context.Context
 	cancel context.CancelFunc
 }
