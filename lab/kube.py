@@ -5,6 +5,8 @@ kube-scheduler on a loopback address, with kwok giving nodes and pods their life
 
   lab/kube up     [--dir DIR] [--address 127.0.10.10] [--port 6443]
                   [--ca-cert F --ca-key F] [--sa-key F] [--node NAME=IP[:ROLE]] ...
+                  [--apiserver-arg=FLAG ...]
+  lab/kube apiserver-restart [--dir DIR] [--apiserver-arg=FLAG ...]
   lab/kube down   [--dir DIR]
   lab/kube status [--dir DIR]
   lab/kube node add    [--dir DIR] --name N --ip IP [--role worker|controlplane] [--label k=v]
@@ -270,7 +272,8 @@ def up(args: argparse.Namespace) -> None:
     pki = state / "pki"
     make_pki(pki, args.address, args.ca_cert, args.ca_key, args.sa_key)
     server = f"https://{args.address}:{args.port}"
-    cfg = {"server": server, "address": args.address, "port": args.port, "etcd_port": args.etcd_port}
+    cfg = {"server": server, "address": args.address, "port": args.port, "etcd_port": args.etcd_port,
+           "apiserver_args": list(args.apiserver_arg)}
     (state / "config.json").write_text(json.dumps(cfg, indent=2))
     for user in ("admin", "controller-manager", "scheduler", "kwok"):
         name = "admin.kubeconfig" if user == "admin" else f"{user}.kubeconfig"
@@ -287,16 +290,7 @@ def up(args: argparse.Namespace) -> None:
         "--unsafe-no-fsync"])
     _wait("etcd", lambda: _port_open(args.address, args.etcd_port), 30, state, "etcd")
 
-    _spawn(state, "kube-apiserver", [
-        _binary("kube-apiserver"), f"--etcd-servers={etcd_url}",
-        f"--bind-address={args.address}", f"--advertise-address={args.address}", f"--secure-port={args.port}",
-        f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-        f"--client-ca-file={pki / 'ca.crt'}",
-        f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-        f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
-        "--allow-privileged=true", "--endpoint-reconciler-type=none", "--profiling=false",
-        "--enable-admission-plugins=NodeRestriction", "--v=1"])
+    _spawn(state, "kube-apiserver", _apiserver_argv(state, cfg))
     _wait("kube-apiserver /readyz", lambda: _readyz(state, server), 90, state, "kube-apiserver")
 
     common = ["--leader-elect=false", "--secure-port=0", "--profiling=false", "--v=1"]
@@ -328,6 +322,53 @@ def up(args: argparse.Namespace) -> None:
           "kube-controller-manager")
     print(f"lab control plane up at {server} in {time.monotonic() - started:.1f}s")
     print(f"  export KUBECONFIG={state / 'admin.kubeconfig'}")
+
+
+def _apiserver_argv(state: Path, cfg: dict) -> list[str]:
+    """kube-apiserver's command line: the lab's flags, then the scenario's own (config.json
+    apiserver_args, from `up --apiserver-arg` or `apiserver-restart --apiserver-arg`)."""
+    pki = state / "pki"
+    address = cfg["address"]
+    return [
+        _binary("kube-apiserver"), f"--etcd-servers=http://{address}:{cfg['etcd_port']}",
+        f"--bind-address={address}", f"--advertise-address={address}", f"--secure-port={cfg['port']}",
+        f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+        f"--client-ca-file={pki / 'ca.crt'}",
+        f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
+        "--allow-privileged=true", "--endpoint-reconciler-type=none", "--profiling=false",
+        "--enable-admission-plugins=NodeRestriction", "--v=1", *cfg.get("apiserver_args", [])]
+
+
+def apiserver_restart(args: argparse.Namespace) -> None:
+    """Stop the running kube-apiserver and start it again with the given extra flags (replacing
+    the earlier extra flags; none given: the lab's own flags only), until /readyz answers. etcd,
+    the controllers and kwok keep running; they reconnect."""
+    state: Path = args.dir
+    cfg = _config(state)
+    pid = _pids(state).get("kube-apiserver")
+    if pid and _alive(pid):
+        # As `down` does: SIGTERM, then SIGKILL after 20 s (its graceful termination can wait on
+        # the controllers' open requests; the API server keeps no state of its own, etcd does).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        _wait("kube-apiserver to stop", lambda: not _alive(pid), 10, state, "etcd")
+    _wait(f"{cfg['address']}:{cfg['port']} to be free", lambda: not _port_open(cfg["address"], cfg["port"]), 30,
+          state, "etcd")
+    cfg["apiserver_args"] = list(args.apiserver_arg)
+    (state / "config.json").write_text(json.dumps(cfg, indent=2))
+    started = time.monotonic()
+    _spawn(state, "kube-apiserver", _apiserver_argv(state, cfg))
+    _wait("kube-apiserver /readyz", lambda: _readyz(state, cfg["server"]), 90, state, "kube-apiserver")
+    extra = cfg["apiserver_args"] or "no extra flags"
+    print(f"kube-apiserver restarted in {time.monotonic() - started:.1f}s with {extra}")
 
 
 def _stages_applied(state: Path) -> bool:
@@ -587,6 +628,11 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--ca-key", type=Path, help="cluster CA private key (PEM)")
     p_up.add_argument("--sa-key", type=Path, help="service-account signing key (PEM); new when omitted")
     p_up.add_argument("--node", action="append", default=[], help="NAME=IP[:controlplane|worker], repeatable")
+    p_up.add_argument("--apiserver-arg", action="append", default=[], metavar="FLAG",
+                      help="an extra kube-apiserver flag (--apiserver-arg=--authentication-config=F), repeatable")
+    p_restart = with_dir(sub.add_parser("apiserver-restart", help="restart kube-apiserver with other extra flags"))
+    p_restart.add_argument("--apiserver-arg", action="append", default=[], metavar="FLAG",
+                           help="an extra kube-apiserver flag, repeatable; none: the lab's flags only")
     p_down = with_dir(sub.add_parser("down", help="stop everything and free the ports"))
     p_down.add_argument("--keep-data", action="store_true", help="keep etcd's data directory")
     with_dir(sub.add_parser("status", help="show processes, readiness and nodes"))
@@ -604,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
             up(args)
         elif args.cmd == "down":
             down(args)
+        elif args.cmd == "apiserver-restart":
+            apiserver_restart(args)
         elif args.cmd == "status":
             return status(args)
         elif args.cmd == "node":
