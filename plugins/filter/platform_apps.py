@@ -32,7 +32,7 @@ ALNUM = string.ascii_letters + string.digits
 
 
 def _gen(n):
-    return "".join(secrets.choice(ALNUM) for _ in range(n))
+    return "".join(secrets.choice(ALNUM) for i in range(n))
 
 
 def _b64(existing, name, key):

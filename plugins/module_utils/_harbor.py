@@ -97,8 +97,8 @@ class HarborClient:
     def list_all(self, path, params=None):
         items, page = [], 1
         while True:
-            _, headers, chunk = self.request("GET", path, params=dict(params or {}, page=page, page_size=PAGE_SIZE))
-            chunk = chunk or []
+            resp = self.request("GET", path, params=dict(params or {}, page=page, page_size=PAGE_SIZE))
+            headers, chunk = resp[1], resp[2] or []
             items += chunk
             total = int({k.lower(): v for k, v in headers.items()}.get("x-total-count", len(items)))
             if not chunk or len(items) >= total:
@@ -115,8 +115,7 @@ class HarborClient:
             raise
 
     def get_project(self, name):
-        _, _, body = self.request("GET", "/projects/" + quote(name, safe=""))
-        return body
+        return self.request("GET", "/projects/" + quote(name, safe=""))[2]
 
     @staticmethod
     def created_id(headers):

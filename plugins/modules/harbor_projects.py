@@ -224,7 +224,7 @@ def ensure_registries(module, client, wanted, result):
                 if r["access_key"]:
                     body["credential"] = {"type": "basic", "access_key": r["access_key"],
                                           "access_secret": r["access_secret"]}
-                _, headers, _ = client.request("POST", "/registries", body=body)
+                headers = client.request("POST", "/registries", body=body)[1]
                 ids[r["name"]] = client.created_id(headers)
             continue
         ids[r["name"]] = have["id"]
@@ -266,7 +266,7 @@ def ensure_projects(module, client, wanted, registry_ids, result):
                 body = {"project_name": p["name"], "metadata": md}
                 if p.get("proxy_cache"):
                     body["registry_id"] = registry_ids[p["proxy_cache"]]
-                _, headers, _ = client.request("POST", "/projects", body=body)
+                headers = client.request("POST", "/projects", body=body)[1]
                 ids[p["name"]] = client.created_id(headers)
             continue
         have = client.get_project(p["name"])

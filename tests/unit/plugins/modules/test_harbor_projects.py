@@ -67,10 +67,10 @@ def run(url, ca, registries, projects, check=False, user="admin", password=ADMIN
 def test_check_apply_rerun(sim):
     srv, url, ca = sim
     projects = [project("dockerhub", public=True, proxy_cache="docker-hub"), project("apps", prevent_vul=True)]
-    result, _ = run(url, ca, REGISTRIES, projects, check=True)
+    result = run(url, ca, REGISTRIES, projects, check=True)[0]
     assert result["created"] == ["registry/docker-hub", "project/dockerhub", "project/apps"]
     assert len(srv.sim.state["projects"]) == 1 and not srv.sim.state["registries"]
-    result, _ = run(url, ca, REGISTRIES, projects)
+    result = run(url, ca, REGISTRIES, projects)[0]
     assert result["created"] == ["registry/docker-hub", "project/dockerhub", "project/apps"]
     by_name = {p["name"]: p for p in srv.sim.state["projects"].values()}
     assert by_name["dockerhub"]["registry_id"] == 1 and by_name["dockerhub"]["metadata"]["public"] == "true"
@@ -82,9 +82,9 @@ def test_check_apply_rerun(sim):
 
 
 def test_changed_setting_is_updated_and_diffed(sim):
-    _, url, ca = sim
+    url, ca = sim[1:]
     run(url, ca, [], [project("apps")])
-    result, _ = run(url, ca, [], [project("apps", severity="critical")], check=True)
+    result = run(url, ca, [], [project("apps", severity="critical")], check=True)[0]
     assert result["updated"] == ["project/apps"]
     assert result["diff"]["before"]["project/apps"]["metadata"]["severity"] == "high"
     assert result["diff"]["after"]["project/apps"]["metadata"]["severity"] == "critical"
@@ -95,21 +95,22 @@ def test_changed_setting_is_updated_and_diffed(sim):
 def test_registry_secret_is_masked_and_not_compared(sim):
     srv, url, ca = sim
     reg = [dict(REGISTRIES[0], access_key="bot", access_secret="s3cr3t-token")]
-    result, _ = run(url, ca, reg, [])
+    result = run(url, ca, reg, [])[0]
     assert result["diff"]["after"]["registry/docker-hub"]["access_secret"] == hu.SECRET_MASK
     assert srv.sim.state["registries"]["1"]["credential"]["access_secret"] == "s3cr3t-token"
     assert run(url, ca, reg, [])[0]["updated"] == []
 
 
 def test_proxy_cache_cannot_change(sim):
-    _, url, ca = sim
+    url, ca = sim[1:]
     run(url, ca, REGISTRIES, [project("apps")])
     with pytest.raises(Failed, match="cannot change a project's proxy cache"):
         run(url, ca, REGISTRIES, [project("apps", proxy_cache="docker-hub")])
 
 
 def test_refusals_name_the_cause(sim):
-    _, url, ca = sim
+    srv, url, ca = sim
+    assert srv.sim.state["next_project"] == 2
     with pytest.raises(hu.HarborError, match="HTTP 401 .*check the Harbor username and password"):
         run(url, ca, [], [project("apps")], password="wrong")
     with pytest.raises(hu.HarborError, match="HTTP 403 .*system administrator"):
