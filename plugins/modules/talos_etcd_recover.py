@@ -239,7 +239,9 @@ def main():  # noqa: PLR0912, PLR0915 - one linear recovery procedure
     try:
         running = etcd_running(talos, cps)
     except TalosctlError as exc:
-        module.fail_json(**dict(exc.as_fail_kwargs(), msg=f"reading etcd's service on the control planes failed: {exc.msg}"))
+        kwargs = exc.as_fail_kwargs()
+        kwargs["msg"] = f"reading etcd's service on the control planes failed: {exc.msg}"
+        module.fail_json(**kwargs)
     to_reset = [cp for cp in cps if running[cp] is not False]
     plan = []
     if to_reset:
