@@ -98,6 +98,10 @@ class Plan:
         for problem in check_inputs(s["harbor_registries"], s["harbor_projects"]):
             var = "harbor_registries" if problem.startswith("registries") else "harbor_projects"
             self.add("harbor", var, problem)
+        sec = str(s.get("harbor_oidc_secret") or "")
+        if sec and not re.match(r"^[a-z0-9-]+/[a-z0-9.-]+$", sec):
+            self.add("harbor_oidc", "harbor_oidc_secret", f"{sec!r} must be namespace/name of the identity layer's "
+                     "Secret, such as authentik/oidc-harbor")
         if s["harbor_oidc_issuer"]:
             if not str(s["harbor_oidc_issuer"]).startswith("https://"):
                 self.add("harbor_oidc", "harbor_oidc_issuer", "must be the https:// issuer URL of the Authentik "
