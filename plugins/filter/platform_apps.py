@@ -107,9 +107,9 @@ class Plan:
                 self.add("harbor_oidc", "harbor_oidc_issuer", "must be the https:// issuer URL of the Authentik "
                          "application (https://<authentik>/application/o/harbor/)")
             for v in ("harbor_oidc_client_id", "harbor_oidc_client_secret"):
-                if not s[v]:
+                if not s[v] and not sec:
                     self.add("harbor_oidc", v, "is required with platform_apps_harbor_oidc_issuer (the identity "
-                             "layer's Harbor client)")
+                             "layer's Harbor client), or name its Secret in platform_apps_harbor_oidc_secret")
 
     # ------------------------------------------------------------------ components
     def components(self):
