@@ -65,7 +65,9 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Checks the confirmation and the snapshot, reads etcd's state and returns the plan; resets and uploads nothing.
+    details: >-
+      Checks the confirmation and the snapshot, reads etcd's state and returns the plan;
+      resets and uploads nothing.
   diff_mode:
     support: full
     details: Before and after of the etcd data source.
@@ -143,7 +145,8 @@ def snapshot_problem(path, skip_hash_check=False):
         return None
     if size % 512 != HASH_SIZE:
         return (f"snapshot {path} carries no integrity hash ({size} bytes is not a multiple of 512 plus 32): "
-                "not a file from `talosctl etcd snapshot`, or truncated; set skip_hash_check only for a copied data directory")
+                "not a file from `talosctl etcd snapshot`, or truncated; set skip_hash_check only for a copied "
+                "data directory")
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         left = size - HASH_SIZE
@@ -232,7 +235,8 @@ def main():  # noqa: PLR0912, PLR0915 - one linear recovery procedure
     result = {"snapshot": p["snapshot"], "sha256": sha, "plan": [], "reset": [], "changed": False}
     if state.get("sha256") == sha and state.get("cluster") == p["cluster_name"] and not p["force"]:
         module.exit_json(restored_at=state.get("restored_at"),
-                         msg=f"etcd was restored from this snapshot at {state.get('restored_at')}; set force to restore it again",
+                         msg=f"etcd was restored from this snapshot at {state.get('restored_at')}; "
+                             "set force to restore it again",
                          **result)
 
     talos = Talosctl.from_module(module)
@@ -290,7 +294,8 @@ def main():  # noqa: PLR0912, PLR0915 - one linear recovery procedure
         if res.rc == 0:
             break
         text = (res.stderr or res.stdout).strip()
-        if "not available yet" not in text and "not ready for recovery yet" not in text or time.monotonic() > deadline:
+        retry = "not available yet" in text or "not ready for recovery yet" in text
+        if not retry or time.monotonic() > deadline:
             fail(f"talosctl bootstrap --recover-from on {node} failed: {text.splitlines()[-1] if text else res.rc}",
                  TalosctlError(text, cmd=res.cmd, rc=res.rc, stdout=res.stdout, stderr=res.stderr))
         time.sleep(2)
