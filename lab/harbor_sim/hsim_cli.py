@@ -33,17 +33,34 @@ def cmd_serve(args):
 
     config = load_config(args.config)
     os.makedirs(args.dir, exist_ok=True)
-    simkit.make_certs(args.dir, args.address, ca_name=[("CN", "HomeCluster lab CA (Harbor simulator)")],
-                      server_name="harbor.lab.invalid", dns_names=("localhost", "harbor.lab.invalid"))
+    simkit.make_certs(
+        args.dir,
+        args.address,
+        ca_name=[("CN", "HomeCluster lab CA (Harbor simulator)")],
+        server_name="harbor.lab.invalid",
+        dns_names=("localhost", "harbor.lab.invalid"),
+    )
     state = os.path.join(args.dir, "state.json")
     if args.fresh and os.path.exists(state):
         os.remove(state)
-    srv = make_server(config, args.address, args.port, os.path.join(args.dir, "server.pem"),
-                      os.path.join(args.dir, "server.key"), state_file=state)
+    srv = make_server(
+        config,
+        args.address,
+        args.port,
+        os.path.join(args.dir, "server.pem"),
+        os.path.join(args.dir, "server.key"),
+        state_file=state,
+    )
     srv.verbose = args.verbose
     base = f"https://{args.address}:{args.port}"
-    ep = {"url": base, "api": base + "/api/v2.0", "host": args.address, "port": args.port,
-          "ca": os.path.join(args.dir, "ca.pem"), "pid": os.getpid()}
+    ep = {
+        "url": base,
+        "api": base + "/api/v2.0",
+        "host": args.address,
+        "port": args.port,
+        "ca": os.path.join(args.dir, "ca.pem"),
+        "pid": os.getpid(),
+    }
     simkit.write_endpoint(args.dir, ep)
     signal.signal(signal.SIGTERM, lambda *_: (srv.sim.save(), os._exit(0)))
     print(f"harbor simulator on {ep['api']} (CA {ep['ca']})", flush=True)
@@ -51,9 +68,17 @@ def cmd_serve(args):
 
 
 def main(argv=None):
-    return simkit.cli(argv, prog="harbor_sim", doc=__doc__, script=os.path.abspath(__file__),
-                      env_dir="HARBOR_SIM_DIR", default_dir=DEFAULT_DIR, default_config=DEFAULT_CONFIG,
-                      default_port=8444, serve=cmd_serve)
+    return simkit.cli(
+        argv,
+        prog="harbor_sim",
+        doc=__doc__,
+        script=os.path.abspath(__file__),
+        env_dir="HARBOR_SIM_DIR",
+        default_dir=DEFAULT_DIR,
+        default_config=DEFAULT_CONFIG,
+        default_port=8444,
+        serve=cmd_serve,
+    )
 
 
 if __name__ == "__main__":

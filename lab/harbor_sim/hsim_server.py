@@ -30,20 +30,61 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 PREFIX = "/api/v2.0"
 PROJECT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 PROJECT_REQ = {"project_name", "public", "metadata", "cve_allowlist", "storage_limit", "registry_id"}
-PROJECT_METADATA = {"public", "enable_content_trust", "enable_content_trust_cosign", "prevent_vul", "severity",
-                    "auto_scan", "auto_sbom_generation", "reuse_sys_cve_allowlist", "retention_id", "proxy_speed_kb"}
-BOOL_METADATA = {"public", "enable_content_trust", "enable_content_trust_cosign", "prevent_vul", "auto_scan",
-                 "auto_sbom_generation", "reuse_sys_cve_allowlist"}
+PROJECT_METADATA = {
+    "public",
+    "enable_content_trust",
+    "enable_content_trust_cosign",
+    "prevent_vul",
+    "severity",
+    "auto_scan",
+    "auto_sbom_generation",
+    "reuse_sys_cve_allowlist",
+    "retention_id",
+    "proxy_speed_kb",
+}
+BOOL_METADATA = {
+    "public",
+    "enable_content_trust",
+    "enable_content_trust_cosign",
+    "prevent_vul",
+    "auto_scan",
+    "auto_sbom_generation",
+    "reuse_sys_cve_allowlist",
+}
 SEVERITIES = {"none", "low", "medium", "high", "critical"}
 REGISTRY = {"name", "type", "url", "credential", "insecure", "description"}
 REGISTRY_CREDENTIAL = {"type", "access_key", "access_secret"}
 REGISTRY_UPDATE = {"name", "description", "url", "credential_type", "access_key", "access_secret", "insecure"}
 # Adapter types of Harbor 2.15 (GET /replication/adapters); the ones a proxy-cache project may use.
-REGISTRY_TYPES = {"docker-hub", "docker-registry", "harbor", "aws-ecr", "azure-acr", "ali-acr", "google-gcr",
-                  "github-ghcr", "gitlab", "quay", "jfrog-artifactory", "huawei-SWR", "tencent-tcr",
-                  "volcengine-cr", "dtr", "helm-hub"}
-PROXY_TYPES = {"docker-hub", "docker-registry", "harbor", "aws-ecr", "azure-acr", "google-gcr", "github-ghcr",
-               "quay", "jfrog-artifactory"}
+REGISTRY_TYPES = {
+    "docker-hub",
+    "docker-registry",
+    "harbor",
+    "aws-ecr",
+    "azure-acr",
+    "ali-acr",
+    "google-gcr",
+    "github-ghcr",
+    "gitlab",
+    "quay",
+    "jfrog-artifactory",
+    "huawei-SWR",
+    "tencent-tcr",
+    "volcengine-cr",
+    "dtr",
+    "helm-hub",
+}
+PROXY_TYPES = {
+    "docker-hub",
+    "docker-registry",
+    "harbor",
+    "aws-ecr",
+    "azure-acr",
+    "google-gcr",
+    "github-ghcr",
+    "quay",
+    "jfrog-artifactory",
+}
 ROUTES = []
 
 
@@ -59,6 +100,7 @@ def route(method, template):
     def deco(fn):
         ROUTES.append((method, regex, fn))
         return fn
+
     return deco
 
 
@@ -88,11 +130,22 @@ class Sim:
     @staticmethod
     def _project(pid, name, metadata, registry_id, owner):
         t = now()
-        return {"project_id": pid, "owner_id": 1, "name": name, "registry_id": registry_id, "creation_time": t,
-                "update_time": t, "deleted": False, "owner_name": owner, "togglable": True,
-                "current_user_role_id": 1, "current_user_role_ids": [1], "repo_count": 0,
-                "metadata": metadata, "cve_allowlist": {"id": pid, "project_id": pid, "items": [],
-                                                        "creation_time": t, "update_time": t}}
+        return {
+            "project_id": pid,
+            "owner_id": 1,
+            "name": name,
+            "registry_id": registry_id,
+            "creation_time": t,
+            "update_time": t,
+            "deleted": False,
+            "owner_name": owner,
+            "togglable": True,
+            "current_user_role_id": 1,
+            "current_user_role_ids": [1],
+            "repo_count": 0,
+            "metadata": metadata,
+            "cve_allowlist": {"id": pid, "project_id": pid, "items": [], "creation_time": t, "update_time": t},
+        }
 
     def auth(self, header):
         if not header or not header.startswith("Basic "):
@@ -112,8 +165,11 @@ def strict_fields(body, allowed, what):
         raise ApiError(400, "BAD_REQUEST", f"{what}: the body must be a JSON object")
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise ApiError(400, "BAD_REQUEST", f"{what}: unknown field(s) {', '.join(unknown)} (the swagger defines "
-                       f"{', '.join(sorted(allowed))})")
+        raise ApiError(
+            400,
+            "BAD_REQUEST",
+            f"{what}: unknown field(s) {', '.join(unknown)} (the swagger defines {', '.join(sorted(allowed))})",
+        )
 
 
 def paginate(items, query):
@@ -127,7 +183,7 @@ def paginate(items, query):
     if size > 100:
         raise ApiError(400, "BAD_REQUEST", "page_size must be at most 100")
     total = len(items)
-    return items[(page - 1) * size:page * size], total, page, size
+    return items[(page - 1) * size : page * size], total, page, size
 
 
 def check_metadata(md):
@@ -138,7 +194,7 @@ def check_metadata(md):
         if not isinstance(v, str):
             raise ApiError(400, "BAD_REQUEST", f"metadata.{k} must be a string, not {type(v).__name__}")
         if k in BOOL_METADATA and v not in ("true", "false"):
-            raise ApiError(400, "BAD_REQUEST", f"metadata.{k} must be \"true\" or \"false\", not {v}")
+            raise ApiError(400, "BAD_REQUEST", f'metadata.{k} must be "true" or "false", not {v}')
         if k == "severity" and v not in SEVERITIES:
             raise ApiError(400, "BAD_REQUEST", f"metadata.severity must be one of {', '.join(sorted(SEVERITIES))}")
 
@@ -181,8 +237,9 @@ def create_project(sim, user, _query, body, _headers):
     strict_fields(body, PROJECT_REQ, "ProjectReq")
     name = body.get("project_name")
     if not isinstance(name, str) or not name or len(name) > 255 or not PROJECT_NAME.match(name):
-        raise ApiError(400, "BAD_REQUEST", f"project_name {name!r} must match {PROJECT_NAME.pattern} and be at most "
-                       "255 characters")
+        raise ApiError(
+            400, "BAD_REQUEST", f"project_name {name!r} must match {PROJECT_NAME.pattern} and be at most 255 characters"
+        )
     if sim.config.get("project_creation_restriction") == "adminonly" and not user.get("sysadmin"):
         raise ApiError(403, "FORBIDDEN", "only system admin can create project")
     md = dict(body.get("metadata") or {})
@@ -201,8 +258,9 @@ def create_project(sim, user, _query, body, _headers):
             raise ApiError(400, "BAD_REQUEST", f"registry {reg} not found")
         if r["type"] not in PROXY_TYPES:
             raise ApiError(400, "BAD_REQUEST", f"unsupported registry type {r['type']} for proxy cache")
-    if "storage_limit" in body and (not isinstance(body["storage_limit"], int) or body["storage_limit"] < -1
-                                    or body["storage_limit"] == 0):
+    if "storage_limit" in body and (
+        not isinstance(body["storage_limit"], int) or body["storage_limit"] < -1 or body["storage_limit"] == 0
+    ):
         raise ApiError(400, "BAD_REQUEST", "storage_limit must be -1 (unlimited) or a positive number of bytes")
     if any(p["name"] == name for p in sim.state["projects"].values()):
         raise ApiError(409, "CONFLICT", f"The project named {name} already exists")
@@ -245,7 +303,7 @@ def public_registry(r):
     out = json.loads(json.dumps(r))
     cred = out.get("credential") or {}
     if cred.get("access_secret"):
-        cred["access_secret"] = "*****"
+        cred["access_secret"] = "*****"  # noqa: S105 - the mask Harbor returns, not a secret
     return out
 
 
@@ -260,8 +318,11 @@ def list_registries(sim, user, query, _body, _headers):
             raise ApiError(400, "BAD_REQUEST", f"unsupported query {q} (use q=name=NAME or q=name=~PART)")
         items = [r for r in items if (m.group(2) in r["name"] if m.group(1) else r["name"] == m.group(2))]
     chunk, total, page, size = paginate(items, query)
-    return 200, [public_registry(r) for r in chunk], {"X-Total-Count": str(total),
-                                                      "_page": (page, size, total, "/registries")}
+    return (
+        200,
+        [public_registry(r) for r in chunk],
+        {"X-Total-Count": str(total), "_page": (page, size, total, "/registries")},
+    )
 
 
 @route("GET", "/registries/{rid}")
@@ -293,11 +354,21 @@ def create_registry(sim, user, _query, body, _headers):
     sim.state["next_registry"] += 1
     t = now()
     sim.state["registries"][str(rid)] = {
-        "id": rid, "name": body["name"], "type": body["type"], "url": body["url"].rstrip("/"),
-        "description": body.get("description", ""), "insecure": bool(body.get("insecure", False)),
-        "credential": {"type": cred.get("type", "basic"), "access_key": cred.get("access_key", ""),
-                       "access_secret": cred.get("access_secret", "")},
-        "status": "healthy", "creation_time": t, "update_time": t}
+        "id": rid,
+        "name": body["name"],
+        "type": body["type"],
+        "url": body["url"].rstrip("/"),
+        "description": body.get("description", ""),
+        "insecure": bool(body.get("insecure", False)),
+        "credential": {
+            "type": cred.get("type", "basic"),
+            "access_key": cred.get("access_key", ""),
+            "access_secret": cred.get("access_secret", ""),
+        },
+        "status": "healthy",
+        "creation_time": t,
+        "update_time": t,
+    }
     sim.save()
     return 201, None, {"Location": f"{PREFIX}/registries/{rid}"}
 
@@ -309,8 +380,11 @@ def update_registry(sim, user, _query, body, _headers, rid):
     r = sim.state["registries"].get(rid)
     if not r:
         raise ApiError(404, "NOT_FOUND", f"registry {rid} not found")
-    if "name" in body and body["name"] != r["name"] and any(
-            x["name"] == body["name"] for x in sim.state["registries"].values()):
+    if (
+        "name" in body
+        and body["name"] != r["name"]
+        and any(x["name"] == body["name"] for x in sim.state["registries"].values())
+    ):
         raise ApiError(409, "CONFLICT", f"the registry whose name is {body['name']} already exists")
     if "url" in body:
         check_url(body["url"])
@@ -328,9 +402,17 @@ def update_registry(sim, user, _query, body, _headers, rid):
 
 @route("GET", "/systeminfo")
 def systeminfo(sim, _user, _query, _body, _headers):
-    return 200, {"harbor_version": sim.config.get("harbor_version", "v2.15.1"), "auth_mode": "db_auth",
-                 "project_creation_restriction": sim.config.get("project_creation_restriction", "everyone"),
-                 "self_registration": False, "has_ca_root": False}, {}
+    return (
+        200,
+        {
+            "harbor_version": sim.config.get("harbor_version", "v2.15.1"),
+            "auth_mode": "db_auth",
+            "project_creation_restriction": sim.config.get("project_creation_restriction", "everyone"),
+            "self_registration": False,
+            "has_ca_root": False,
+        },
+        {},
+    )
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -375,7 +457,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(404, {"errors": [{"code": "NOT_FOUND", "message": "no such simulator path"}]}, {})
         if not url.path.startswith(PREFIX + "/"):
             return self._send(404, {"errors": [{"code": "NOT_FOUND", "message": f"{url.path} not found"}]}, {})
-        path = url.path[len(PREFIX):]
+        path = url.path[len(PREFIX) :]
         for method, regex, fn in ROUTES:
             m = regex.match(path)
             if not m or method != self.command:
@@ -402,10 +484,17 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(status, payload, headers)
         allowed = any(regex.match(path) for _, regex, _ in ROUTES)
         status = 405 if allowed else 404
-        return self._send(status, {"errors": [{"code": "METHOD_NOT_ALLOWED" if allowed else "NOT_FOUND",
-                                               "message": f"{self.command} {url.path}"}]}, {})
+        return self._send(
+            status,
+            {
+                "errors": [
+                    {"code": "METHOD_NOT_ALLOWED" if allowed else "NOT_FOUND", "message": f"{self.command} {url.path}"}
+                ]
+            },
+            {},
+        )
 
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _handle  # noqa: N815 - http.server's names
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _handle
 
 
 def make_server(config, address, port, cert, key, *, state_file=None):

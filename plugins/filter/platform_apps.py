@@ -47,11 +47,19 @@ class Plan:
         self.findings = []
 
     def add(self, rule, variable, message, severity="error"):
-        self.findings.append({"rule": f"platform_apps.{rule}", "host": "", "severity": severity,
-                              "layer": "platform_apps", "variable": f"platform_apps_{variable}", "message": message})
+        self.findings.append(
+            {
+                "rule": f"platform_apps.{rule}",
+                "host": "",
+                "severity": severity,
+                "layer": "platform_apps",
+                "variable": f"platform_apps_{variable}",
+                "message": message,
+            }
+        )
 
     # ------------------------------------------------------------------ checks
-    def check(self):
+    def check(self):  # noqa: PLR0912 - one branch per input rule, each naming its variable
         s = self.s
         if s["delivery"] not in ("helm", "flux"):
             self.add("delivery", "delivery", f"must be helm or flux, not {s['delivery']}")
@@ -60,18 +68,30 @@ class Plan:
                 self.add("pod_security", f"{comp}_pod_security", f"must be one of {', '.join(LEVELS)}")
         if s["knative"] or s["harbor"]:
             if not DNS_RE.match(str(s["domain"])):
-                self.add("domain", "domain", f"{s['domain']!r} is not a DNS domain such as apps.example.org: Knative "
-                         "Services get <name>.<namespace>.<domain>, Harbor harbor.<domain>")
+                self.add(
+                    "domain",
+                    "domain",
+                    f"{s['domain']!r} is not a DNS domain such as apps.example.org: Knative "
+                    "Services get <name>.<namespace>.<domain>, Harbor harbor.<domain>",
+                )
         if s["knative"]:
             for v in ("knative_scale_to_zero_grace_period", "knative_scale_to_zero_retention"):
                 if not DURATION_RE.match(str(s[v])):
                     self.add("knative", v, f"{s[v]!r} is not a duration such as 30s or 1m30s")
             if s["knative_networking"] not in ("gateway-api", "kourier", "istio"):
-                self.add("knative", "knative_networking", "must be gateway-api (the default, with Istio ambient), "
-                         "kourier or istio (net-istio: sidecar mode only, not with ambient)")
+                self.add(
+                    "knative",
+                    "knative_networking",
+                    "must be gateway-api (the default, with Istio ambient), "
+                    "kourier or istio (net-istio: sidecar mode only, not with ambient)",
+                )
             elif s["knative_networking"] == "istio" and s["istio_ambient"]:
-                self.add("knative", "knative_networking", "net-istio does not support Istio's ambient mode "
-                         "(knative-extensions/net-istio#1360): use gateway-api, or set platform_apps_istio_ambient: false")
+                self.add(
+                    "knative",
+                    "knative_networking",
+                    "net-istio does not support Istio's ambient mode "
+                    "(knative-extensions/net-istio#1360): use gateway-api, or set platform_apps_istio_ambient: false",
+                )
             if not s["knative_gateway"].get("name") or not s["knative_gateway"].get("namespace"):
                 self.add("knative", "knative_gateway", "needs name and namespace of the Gateway Knative routes through")
         if s["harbor"]:
@@ -79,18 +99,27 @@ class Plan:
         if s["tekton"] and s["tekton_profile"] not in ("all", "basic", "lite"):
             self.add("tekton", "tekton_profile", "must be all, basic or lite (TektonConfig spec.profile)")
         for i, w in enumerate(s["workloads"]):
-            if not isinstance(w, dict) or not w.get("apiVersion") or not w.get("kind") \
-                    or not (w.get("metadata") or {}).get("name"):
+            if (
+                not isinstance(w, dict)
+                or not w.get("apiVersion")
+                or not w.get("kind")
+                or not (w.get("metadata") or {}).get("name")
+            ):
                 self.add("workloads", "workloads", f"item {i} needs apiVersion, kind and metadata.name")
         return self
 
     def check_harbor(self):
         s = self.s
         if s["harbor_storage"] not in ("s3", "rbd"):
-            self.add("harbor", "harbor_storage", "must be s3 (an ObjectBucketClaim on Ceph RGW) or rbd (a Ceph block volume)")
+            self.add(
+                "harbor", "harbor_storage", "must be s3 (an ObjectBucketClaim on Ceph RGW) or rbd (a Ceph block volume)"
+            )
         if s["harbor_admin_password"] and len(s["harbor_admin_password"]) < 12:
-            self.add("harbor", "harbor_admin_password", "is shorter than 12 characters; leave it empty to have one "
-                     "generated once")
+            self.add(
+                "harbor",
+                "harbor_admin_password",
+                "is shorter than 12 characters; leave it empty to have one generated once",
+            )
         for v in ("harbor_registries", "harbor_projects"):
             if not isinstance(s[v], list) or not all(isinstance(x, dict) for x in s[v]):
                 self.add("harbor", v, "must be a list of mappings")
@@ -100,16 +129,27 @@ class Plan:
             self.add("harbor", var, problem)
         sec = str(s.get("harbor_oidc_secret") or "")
         if sec and not re.match(r"^[a-z0-9-]+/[a-z0-9.-]+$", sec):
-            self.add("harbor_oidc", "harbor_oidc_secret", f"{sec!r} must be namespace/name of the identity layer's "
-                     "Secret, such as authentik/oidc-harbor")
+            self.add(
+                "harbor_oidc",
+                "harbor_oidc_secret",
+                f"{sec!r} must be namespace/name of the identity layer's Secret, such as authentik/oidc-harbor",
+            )
         if s["harbor_oidc_issuer"]:
             if not str(s["harbor_oidc_issuer"]).startswith("https://"):
-                self.add("harbor_oidc", "harbor_oidc_issuer", "must be the https:// issuer URL of the Authentik "
-                         "application (https://<authentik>/application/o/harbor/)")
+                self.add(
+                    "harbor_oidc",
+                    "harbor_oidc_issuer",
+                    "must be the https:// issuer URL of the Authentik "
+                    "application (https://<authentik>/application/o/harbor/)",
+                )
             for v in ("harbor_oidc_client_id", "harbor_oidc_client_secret"):
                 if not s[v] and not sec:
-                    self.add("harbor_oidc", v, "is required with platform_apps_harbor_oidc_issuer (the identity "
-                             "layer's Harbor client), or name its Secret in platform_apps_harbor_oidc_secret")
+                    self.add(
+                        "harbor_oidc",
+                        v,
+                        "is required with platform_apps_harbor_oidc_issuer (the identity "
+                        "layer's Harbor client), or name its Secret in platform_apps_harbor_oidc_secret",
+                    )
 
     # ------------------------------------------------------------------ components
     def components(self):
@@ -122,64 +162,133 @@ class Plan:
             out += self.tekton()
         if self.s["workloads"]:
             deps = [c["name"] for c in out if c["name"] in ("knative-serving", "tekton-config")]
-            out.append({"name": "apps-workloads", "namespace": self.s["workloads_namespace"], "pod_security": "restricted",
-                        "depends_on": deps, "manifests": self.s["workloads"], "timeout": self.s["timeout"]})
+            out.append(
+                {
+                    "name": "apps-workloads",
+                    "namespace": self.s["workloads_namespace"],
+                    "pod_security": "restricted",
+                    "depends_on": deps,
+                    "manifests": self.s["workloads"],
+                    "timeout": self.s["timeout"],
+                }
+            )
         return out
 
     def _base(self, name, comp, **kw):
         s = self.s
-        return dict({"name": name, "namespace": s[f"{comp}_namespace"], "pod_security": s[f"{comp}_pod_security"],
-                     "timeout": s["timeout"]}, **kw)
+        return dict(
+            {
+                "name": name,
+                "namespace": s[f"{comp}_namespace"],
+                "pod_security": s[f"{comp}_pod_security"],
+                "timeout": s["timeout"],
+            },
+            **kw,
+        )
 
     def knative(self):
         s = self.s
         gw = s["knative_gateway"]
         net = s["knative_networking"]
-        classes = {"gateway-api": "gateway-api.ingress.networking.knative.dev",
-                   "kourier": "kourier.ingress.networking.knative.dev", "istio": "istio.ingress.networking.knative.dev"}
+        classes = {
+            "gateway-api": "gateway-api.ingress.networking.knative.dev",
+            "kourier": "kourier.ingress.networking.knative.dev",
+            "istio": "istio.ingress.networking.knative.dev",
+        }
         config = {
             "domain": {s["domain"]: ""},
             "network": {"ingress-class": classes.get(net, "")},
-            "autoscaler": {"enable-scale-to-zero": "true" if s["knative_scale_to_zero"] else "false",
-                           "scale-to-zero-grace-period": s["knative_scale_to_zero_grace_period"],
-                           "scale-to-zero-pod-retention-period": s["knative_scale_to_zero_retention"]},
+            "autoscaler": {
+                "enable-scale-to-zero": "true" if s["knative_scale_to_zero"] else "false",
+                "scale-to-zero-grace-period": s["knative_scale_to_zero_grace_period"],
+                "scale-to-zero-pod-retention-period": s["knative_scale_to_zero_retention"],
+            },
         }
         if net == "gateway-api":
             config["gateway"] = {
-                "external-gateways": json.dumps([{"class": gw.get("class", "istio"),
-                                                  "gateway": f"{gw.get('namespace')}/{gw.get('name')}",
-                                                  "service": f"{gw.get('namespace')}/{gw.get('service', gw.get('name'))}",
-                                                  "supported-features": ["HTTPRouteRequestTimeout"]}]),
+                "external-gateways": json.dumps(
+                    [
+                        {
+                            "class": gw.get("class", "istio"),
+                            "gateway": f"{gw.get('namespace')}/{gw.get('name')}",
+                            "service": f"{gw.get('namespace')}/{gw.get('service', gw.get('name'))}",
+                            "supported-features": ["HTTPRouteRequestTimeout"],
+                        }
+                    ]
+                ),
             }
         for k, v in s["knative_serving_config"].items():
             config[k] = dict(config.get(k, {}), **v)
         spec = {"config": config, "ingress": {net: {"enabled": True}}}
         if s["knative_serving_version"]:
             spec["version"] = s["knative_serving_version"]
-        operator = self._base("knative-operator", "knative", chart={
-            "name": "knative-operator", "version": s["knative_operator_version"], "repo": s["knative_chart_repo"]},
-            values=s["knative_operator_values"], values_variable="platform_apps_knative_operator_values")
-        serving = {"name": "knative-serving", "namespace": "knative-serving", "pod_security": s["knative_pod_security"],
-                   "namespace_labels": ({"istio.io/dataplane-mode": "ambient"} if s["istio_ambient"] else {}),
-                   "depends_on": ["knative-operator"], "timeout": s["timeout"],
-                   "manifests": [{"apiVersion": "operator.knative.dev/v1beta1", "kind": "KnativeServing",
-                                  "metadata": {"name": "knative-serving", "namespace": "knative-serving"}, "spec": spec}],
-                   "ready": [{"api_version": "operator.knative.dev/v1beta1", "kind": "KnativeServing",
-                              "name": "knative-serving", "condition": {"type": "Ready", "status": "True"},
-                              "after": "manifests"}]}
+        operator = self._base(
+            "knative-operator",
+            "knative",
+            chart={
+                "name": "knative-operator",
+                "version": s["knative_operator_version"],
+                "repo": s["knative_chart_repo"],
+            },
+            values=s["knative_operator_values"],
+            values_variable="platform_apps_knative_operator_values",
+        )
+        serving = {
+            "name": "knative-serving",
+            "namespace": "knative-serving",
+            "pod_security": s["knative_pod_security"],
+            "namespace_labels": ({"istio.io/dataplane-mode": "ambient"} if s["istio_ambient"] else {}),
+            "depends_on": ["knative-operator"],
+            "timeout": s["timeout"],
+            "manifests": [
+                {
+                    "apiVersion": "operator.knative.dev/v1beta1",
+                    "kind": "KnativeServing",
+                    "metadata": {"name": "knative-serving", "namespace": "knative-serving"},
+                    "spec": spec,
+                }
+            ],
+            "ready": [
+                {
+                    "api_version": "operator.knative.dev/v1beta1",
+                    "kind": "KnativeServing",
+                    "name": "knative-serving",
+                    "condition": {"type": "Ready", "status": "True"},
+                    "after": "manifests",
+                }
+            ],
+        }
         out = [operator, serving]
         if s["knative_eventing"]:
             espec = {"config": s["knative_eventing_config"]} if s["knative_eventing_config"] else {}
             if s["knative_eventing_version"]:
                 espec["version"] = s["knative_eventing_version"]
-            out.append({"name": "knative-eventing", "namespace": "knative-eventing", "pod_security": s["knative_pod_security"],
-                        "depends_on": ["knative-operator"], "timeout": s["timeout"],
-                        "manifests": [{"apiVersion": "operator.knative.dev/v1beta1", "kind": "KnativeEventing",
-                                       "metadata": {"name": "knative-eventing", "namespace": "knative-eventing"},
-                                       "spec": espec}],
-                        "ready": [{"api_version": "operator.knative.dev/v1beta1", "kind": "KnativeEventing",
-                                   "name": "knative-eventing", "condition": {"type": "Ready", "status": "True"},
-                                   "after": "manifests"}]})
+            out.append(
+                {
+                    "name": "knative-eventing",
+                    "namespace": "knative-eventing",
+                    "pod_security": s["knative_pod_security"],
+                    "depends_on": ["knative-operator"],
+                    "timeout": s["timeout"],
+                    "manifests": [
+                        {
+                            "apiVersion": "operator.knative.dev/v1beta1",
+                            "kind": "KnativeEventing",
+                            "metadata": {"name": "knative-eventing", "namespace": "knative-eventing"},
+                            "spec": espec,
+                        }
+                    ],
+                    "ready": [
+                        {
+                            "api_version": "operator.knative.dev/v1beta1",
+                            "kind": "KnativeEventing",
+                            "name": "knative-eventing",
+                            "condition": {"type": "Ready", "status": "True"},
+                            "after": "manifests",
+                        }
+                    ],
+                }
+            )
         return out
 
     def harbor_secrets(self):
@@ -195,90 +304,201 @@ class Plan:
         admin, key = self.harbor_secrets()
         secret_meta = {"namespace": ns, "labels": {"homecluster.io/credential": "true"}}
         before = [
-            {"apiVersion": "v1", "kind": "Secret", "metadata": dict(secret_meta, name=ADMIN_SECRET),
-             "type": "Opaque", "stringData": {"HARBOR_ADMIN_PASSWORD": admin}},
-            {"apiVersion": "v1", "kind": "Secret", "metadata": dict(secret_meta, name=KEY_SECRET),
-             "type": "Opaque", "stringData": {"secretKey": key}},
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": dict(secret_meta, name=ADMIN_SECRET),
+                "type": "Opaque",
+                "stringData": {"HARBOR_ADMIN_PASSWORD": admin},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": dict(secret_meta, name=KEY_SECRET),
+                "type": "Opaque",
+                "stringData": {"secretKey": key},
+            },
         ]
         pvc = {"storageClass": s["harbor_block_storage_class"]}
         values = {
-            "expose": {"type": "route", "tls": {"enabled": False},
-                       "route": {"parentRefs": [{"name": s["harbor_gateway"].get("name"),
-                                                 "namespace": s["harbor_gateway"].get("namespace"),
-                                                 **({"sectionName": s["harbor_gateway"]["section"]}
-                                                    if s["harbor_gateway"].get("section") else {})}],
-                                 "hosts": [host]}},
+            "expose": {
+                "type": "route",
+                "tls": {"enabled": False},
+                "route": {
+                    "parentRefs": [
+                        {
+                            "name": s["harbor_gateway"].get("name"),
+                            "namespace": s["harbor_gateway"].get("namespace"),
+                            **(
+                                {"sectionName": s["harbor_gateway"]["section"]}
+                                if s["harbor_gateway"].get("section")
+                                else {}
+                            ),
+                        }
+                    ],
+                    "hosts": [host],
+                },
+            },
             "externalURL": f"https://{host}",
             "existingSecretAdminPassword": ADMIN_SECRET,
             "existingSecretAdminPasswordKey": "HARBOR_ADMIN_PASSWORD",
             "existingSecretSecretKey": KEY_SECRET,
             "trivy": {"enabled": bool(s["harbor_trivy"])},
-            "persistence": {"persistentVolumeClaim": {"database": dict(pvc), "redis": dict(pvc), "trivy": dict(pvc),
-                                                      "jobservice": {"jobLog": dict(pvc)}}},
+            "persistence": {
+                "persistentVolumeClaim": {
+                    "database": dict(pvc),
+                    "redis": dict(pvc),
+                    "trivy": dict(pvc),
+                    "jobservice": {"jobLog": dict(pvc)},
+                }
+            },
         }
         extra_keys = []
         if s["harbor_storage"] == "s3":
             obc = s["harbor_bucket_name"]
-            before.append({"apiVersion": "objectbucket.io/v1alpha1", "kind": "ObjectBucketClaim",
-                           "metadata": {"name": obc, "namespace": ns},
-                           "spec": {"bucketName": obc, "storageClassName": s["harbor_bucket_storage_class"]}})
+            before.append(
+                {
+                    "apiVersion": "objectbucket.io/v1alpha1",
+                    "kind": "ObjectBucketClaim",
+                    "metadata": {"name": obc, "namespace": ns},
+                    "spec": {"bucketName": obc, "storageClassName": s["harbor_bucket_storage_class"]},
+                }
+            )
             values["persistence"]["imageChartStorage"] = {
-                "type": "s3", "disableredirect": True,
-                "s3": {"bucket": obc, "region": "us-east-1", "regionendpoint": s["harbor_s3_endpoint"],
-                       "secure": s["harbor_s3_endpoint"].startswith("https://"), "v4auth": True}}
+                "type": "s3",
+                "disableredirect": True,
+                "s3": {
+                    "bucket": obc,
+                    "region": "us-east-1",
+                    "regionendpoint": s["harbor_s3_endpoint"],
+                    "secure": s["harbor_s3_endpoint"].startswith("https://"),
+                    "v4auth": True,
+                },
+            }
             # Rook's bucket Secret holds AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; the registry reads
             # REGISTRY_STORAGE_S3_*: mapped here, so no copy of the keys exists.
-            values["registry"] = {"registry": {"extraEnvVars": [
-                {"name": "REGISTRY_STORAGE_S3_ACCESSKEY", "valueFrom": {"secretKeyRef": {"name": obc, "key": "AWS_ACCESS_KEY_ID"}}},
-                {"name": "REGISTRY_STORAGE_S3_SECRETKEY", "valueFrom": {"secretKeyRef": {"name": obc, "key": "AWS_SECRET_ACCESS_KEY"}}},
-            ]}}
-            extra_keys = ["persistence.imageChartStorage.s3.regionendpoint", "persistence.imageChartStorage.s3.secure",
-                          "persistence.imageChartStorage.s3.v4auth"]
+            values["registry"] = {
+                "registry": {
+                    "extraEnvVars": [
+                        {
+                            "name": "REGISTRY_STORAGE_S3_ACCESSKEY",
+                            "valueFrom": {"secretKeyRef": {"name": obc, "key": "AWS_ACCESS_KEY_ID"}},
+                        },
+                        {
+                            "name": "REGISTRY_STORAGE_S3_SECRETKEY",
+                            "valueFrom": {"secretKeyRef": {"name": obc, "key": "AWS_SECRET_ACCESS_KEY"}},
+                        },
+                    ]
+                }
+            }
+            extra_keys = [
+                "persistence.imageChartStorage.s3.regionendpoint",
+                "persistence.imageChartStorage.s3.secure",
+                "persistence.imageChartStorage.s3.v4auth",
+            ]
         else:
             values["persistence"]["persistentVolumeClaim"]["registry"] = dict(pvc, size=s["harbor_registry_size"])
         sensitive = False
         if s["harbor_oidc_issuer"]:
             sensitive = True
-            values["core"] = {"configureUserSettings": json.dumps({
-                "auth_mode": "oidc_auth", "oidc_name": s["harbor_oidc_name"],
-                "oidc_endpoint": str(s["harbor_oidc_issuer"]).rstrip("/"),
-                "oidc_client_id": s["harbor_oidc_client_id"], "oidc_client_secret": s["harbor_oidc_client_secret"],
-                "oidc_scope": "openid,profile,email,groups,offline_access", "oidc_groups_claim": "groups",
-                "oidc_admin_group": s["harbor_oidc_admin_group"], "oidc_user_claim": "preferred_username",
-                "oidc_auto_onboard": True, "oidc_verify_cert": True}, sort_keys=True)}
+            values["core"] = {
+                "configureUserSettings": json.dumps(
+                    {
+                        "auth_mode": "oidc_auth",
+                        "oidc_name": s["harbor_oidc_name"],
+                        "oidc_endpoint": str(s["harbor_oidc_issuer"]).rstrip("/"),
+                        "oidc_client_id": s["harbor_oidc_client_id"],
+                        "oidc_client_secret": s["harbor_oidc_client_secret"],
+                        "oidc_scope": "openid,profile,email,groups,offline_access",
+                        "oidc_groups_claim": "groups",
+                        "oidc_admin_group": s["harbor_oidc_admin_group"],
+                        "oidc_user_claim": "preferred_username",
+                        "oidc_auto_onboard": True,
+                        "oidc_verify_cert": True,
+                    },
+                    sort_keys=True,
+                )
+            }
         values = _merge(values, s["harbor_values"])
         ready = [{"kind": "Deployment", "name": f"harbor-{n}"} for n in ("core", "portal", "registry", "jobservice")]
         ready += [{"kind": "StatefulSet", "name": f"harbor-{n}"} for n in ("database", "redis")]
         if s["harbor_trivy"]:
             ready.append({"kind": "StatefulSet", "name": "harbor-trivy"})
-        comp = self._base("harbor", "harbor", chart={"name": "harbor", "version": s["harbor_version"],
-                                                     "repo": s["harbor_chart_repo"]},
-                          values=values, values_variable="platform_apps_harbor_values", values_extra_keys=extra_keys,
-                          sensitive=sensitive, manifests_before=before, ready=ready,
-                          data_kinds=["ObjectBucketClaim"])
-        self.harbor_api = {"url": s["harbor_api_url"] or f"https://{host}", "password": admin,
-                           "registries": s["harbor_registries"], "projects": s["harbor_projects"]}
+        comp = self._base(
+            "harbor",
+            "harbor",
+            chart={"name": "harbor", "version": s["harbor_version"], "repo": s["harbor_chart_repo"]},
+            values=values,
+            values_variable="platform_apps_harbor_values",
+            values_extra_keys=extra_keys,
+            sensitive=sensitive,
+            manifests_before=before,
+            ready=ready,
+            data_kinds=["ObjectBucketClaim"],
+        )
+        self.harbor_api = {
+            "url": s["harbor_api_url"] or f"https://{host}",
+            "password": admin,
+            "registries": s["harbor_registries"],
+            "projects": s["harbor_projects"],
+        }
         return [comp]
 
     def tekton(self):
         s = self.s
         values = _merge({"installCRDs": True}, s["tekton_operator_values"])
-        spec = {"profile": s["tekton_profile"], "targetNamespace": s["tekton_target_namespace"],
-                "pruner": {"disabled": False, "keep": s["tekton_prune_keep"], "resources": ["pipelinerun", "taskrun"],
-                           "schedule": "0 3 * * *"}}
+        spec = {
+            "profile": s["tekton_profile"],
+            "targetNamespace": s["tekton_target_namespace"],
+            "pruner": {
+                "disabled": False,
+                "keep": s["tekton_prune_keep"],
+                "resources": ["pipelinerun", "taskrun"],
+                "schedule": "0 3 * * *",
+            },
+        }
         spec = _merge(spec, s["tekton_config"])
         return [
-            self._base("tekton-operator", "tekton", chart={"name": "tekton-operator", "version": s["tekton_operator_version"],
-                                                           "repo": s["tekton_chart_repo"]},
-                       values=values, values_variable="platform_apps_tekton_operator_values",
-                       ready=[{"kind": "Deployment", "name": "tekton-operator"},
-                              {"kind": "Deployment", "name": "tekton-operator-webhook"}]),
-            {"name": "tekton-config", "namespace": s["tekton_namespace"], "namespace_create": False,
-             "depends_on": ["tekton-operator"], "timeout": s["timeout"],
-             "manifests": [{"apiVersion": "operator.tekton.dev/v1alpha1", "kind": "TektonConfig",
-                            "metadata": {"name": "config"}, "spec": spec}],
-             "ready": [{"api_version": "operator.tekton.dev/v1alpha1", "kind": "TektonConfig", "name": "config",
-                        "namespace": "", "condition": {"type": "Ready", "status": "True"}, "after": "manifests"}]},
+            self._base(
+                "tekton-operator",
+                "tekton",
+                chart={
+                    "name": "tekton-operator",
+                    "version": s["tekton_operator_version"],
+                    "repo": s["tekton_chart_repo"],
+                },
+                values=values,
+                values_variable="platform_apps_tekton_operator_values",
+                ready=[
+                    {"kind": "Deployment", "name": "tekton-operator"},
+                    {"kind": "Deployment", "name": "tekton-operator-webhook"},
+                ],
+            ),
+            {
+                "name": "tekton-config",
+                "namespace": s["tekton_namespace"],
+                "namespace_create": False,
+                "depends_on": ["tekton-operator"],
+                "timeout": s["timeout"],
+                "manifests": [
+                    {
+                        "apiVersion": "operator.tekton.dev/v1alpha1",
+                        "kind": "TektonConfig",
+                        "metadata": {"name": "config"},
+                        "spec": spec,
+                    }
+                ],
+                "ready": [
+                    {
+                        "api_version": "operator.tekton.dev/v1alpha1",
+                        "kind": "TektonConfig",
+                        "name": "config",
+                        "namespace": "",
+                        "condition": {"type": "Ready", "status": "True"},
+                        "after": "manifests",
+                    }
+                ],
+            },
         ]
 
 

@@ -25,13 +25,26 @@ except ImportError:  # pragma: no cover
 
 PAGE_SIZE = 100
 PROJECT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-PROXY_TYPES = ("docker-hub", "docker-registry", "harbor", "aws-ecr", "azure-acr", "google-gcr", "github-ghcr",
-               "quay", "jfrog-artifactory")
+PROXY_TYPES = (
+    "docker-hub",
+    "docker-registry",
+    "harbor",
+    "aws-ecr",
+    "azure-acr",
+    "google-gcr",
+    "github-ghcr",
+    "quay",
+    "jfrog-artifactory",
+)
 SEVERITIES = ("none", "low", "medium", "high", "critical")
 # Project settings this collection manages, as Harbor's ProjectMetadata strings.
-BOOL_SETTINGS = {"public": "public", "auto_scan": "auto_scan", "prevent_vul": "prevent_vul",
-                 "auto_sbom_generation": "auto_sbom_generation"}
-SECRET_MASK = "<secret>"
+BOOL_SETTINGS = {
+    "public": "public",
+    "auto_scan": "auto_scan",
+    "prevent_vul": "prevent_vul",
+    "auto_sbom_generation": "auto_sbom_generation",
+}
+SECRET_MASK = "<secret>"  # noqa: S105 - what diffs show instead of a secret
 
 
 class HarborError(Exception):
@@ -75,8 +88,16 @@ class HarborClient:
             headers["Content-Type"] = "application/json"
         self.calls.append(f"{method} {path}")
         try:
-            resp = self.opener(url, method=method, data=data, headers=headers, validate_certs=self.validate_certs,
-                               ca_path=self.ca_path, timeout=self.timeout, force_basic_auth=False)
+            resp = self.opener(
+                url,
+                method=method,
+                data=data,
+                headers=headers,
+                validate_certs=self.validate_certs,
+                ca_path=self.ca_path,
+                timeout=self.timeout,
+                force_basic_auth=False,
+            )
             raw = resp.read()
             return resp.getcode(), dict(resp.headers.items()), (json.loads(raw) if raw else None)
         except HTTPError as e:
@@ -86,13 +107,21 @@ class HarborClient:
             except ValueError:
                 errors = []
             detail = "; ".join(f"{x.get('code')}: {x.get('message')}" for x in errors if isinstance(x, dict))
-            hint = {401: " (check the Harbor username and password)",
-                    403: " (the user needs the system administrator role)"}.get(e.code, "")
-            raise HarborError(f"Harbor refused {method} {path}: HTTP {e.code} {detail or e.reason}{hint}",
-                              status=e.code, method=method, path=path, errors=errors) from None
+            hint = {
+                401: " (check the Harbor username and password)",
+                403: " (the user needs the system administrator role)",
+            }.get(e.code, "")
+            raise HarborError(
+                f"Harbor refused {method} {path}: HTTP {e.code} {detail or e.reason}{hint}",
+                status=e.code,
+                method=method,
+                path=path,
+                errors=errors,
+            ) from None
         except URLError as e:
-            raise HarborError(f"Harbor at {self.base} did not answer {method} {path}: {e.reason}",
-                              method=method, path=path) from None
+            raise HarborError(
+                f"Harbor at {self.base} did not answer {method} {path}: {e.reason}", method=method, path=path
+            ) from None
 
     def list_all(self, path, params=None):
         items, page = [], 1
@@ -139,7 +168,9 @@ def check_inputs(registries, projects):
             errors.append(f"{where}.name {r['name']} is listed twice")
         names.add(r.get("name"))
         if r.get("type") not in PROXY_TYPES:
-            errors.append(f"{where}.type {r.get('type')} cannot back a proxy cache; use one of {', '.join(PROXY_TYPES)}")
+            errors.append(
+                f"{where}.type {r.get('type')} cannot back a proxy cache; use one of {', '.join(PROXY_TYPES)}"
+            )
         if not re.match(r"^https?://[^\s/]+", r.get("url") or ""):
             errors.append(f"{where}.url {r.get('url')!r} must be an http(s) URL such as https://registry-1.docker.io")
         if bool(r.get("access_key")) != bool(r.get("access_secret")):
@@ -149,14 +180,18 @@ def check_inputs(registries, projects):
         where = f"projects[{i}]"
         name = p.get("name") or ""
         if not PROJECT_NAME.match(name) or len(name) > 255:
-            errors.append(f"{where}.name {name!r} is not a Harbor project name: lower-case letters and digits, "
-                          "separated by single '.', '_' or '-'")
+            errors.append(
+                f"{where}.name {name!r} is not a Harbor project name: lower-case letters and digits, "
+                "separated by single '.', '_' or '-'"
+            )
         if name in seen:
             errors.append(f"{where}.name {name} is listed twice")
         seen.add(name)
         if p.get("proxy_cache") and p["proxy_cache"] not in names:
-            errors.append(f"{where}.proxy_cache {p['proxy_cache']} is not one of the registries "
-                          f"({', '.join(sorted(n for n in names if n)) or 'none listed'})")
+            errors.append(
+                f"{where}.proxy_cache {p['proxy_cache']} is not one of the registries "
+                f"({', '.join(sorted(n for n in names if n)) or 'none listed'})"
+            )
         if p.get("severity") and p["severity"] not in SEVERITIES:
             errors.append(f"{where}.severity must be one of {', '.join(SEVERITIES)}")
     return errors
@@ -172,14 +207,25 @@ def desired_metadata(p):
 def registry_view(r, *, masked=True):
     """The registry fields this collection compares, as Harbor's Registry object holds them."""
     cred = r.get("credential") or {}
-    view = {"name": r.get("name"), "type": r.get("type"), "url": (r.get("url") or "").rstrip("/"),
-            "insecure": bool(r.get("insecure", False)), "description": r.get("description") or "",
-            "access_key": cred.get("access_key", "")}
+    view = {
+        "name": r.get("name"),
+        "type": r.get("type"),
+        "url": (r.get("url") or "").rstrip("/"),
+        "insecure": bool(r.get("insecure", False)),
+        "description": r.get("description") or "",
+        "access_key": cred.get("access_key", ""),
+    }
     if not masked:
         view["access_secret"] = cred.get("access_secret", "")
     return view
 
 
 def registry_want(r):
-    return {"name": r["name"], "type": r["type"], "url": r["url"].rstrip("/"), "insecure": bool(r.get("insecure")),
-            "description": r.get("description") or "", "access_key": r.get("access_key") or ""}
+    return {
+        "name": r["name"],
+        "type": r["type"],
+        "url": r["url"].rstrip("/"),
+        "insecure": bool(r.get("insecure")),
+        "description": r.get("description") or "",
+        "access_key": r.get("access_key") or "",
+    }

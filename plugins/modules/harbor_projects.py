@@ -76,7 +76,16 @@ options:
         description: Harbor adapter type that can back a proxy cache.
         type: str
         required: true
-        choices: [docker-hub, docker-registry, harbor, aws-ecr, azure-acr, google-gcr, github-ghcr, quay, jfrog-artifactory]
+        choices:
+          - docker-hub
+          - docker-registry
+          - harbor
+          - aws-ecr
+          - azure-acr
+          - google-gcr
+          - github-ghcr
+          - quay
+          - jfrog-artifactory
       url:
         description: The registry's URL (C(https://registry-1.docker.io), C(https://ghcr.io)).
         type: str
@@ -173,7 +182,6 @@ projects:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.homecluster.platform.plugins.module_utils._harbor import (
     SECRET_MASK,
     HarborClient,
@@ -187,9 +195,21 @@ from ansible_collections.homecluster.platform.plugins.module_utils._harbor impor
 
 REGISTRY_SPEC = {
     "name": {"type": "str", "required": True},
-    "type": {"type": "str", "required": True, "choices": ["docker-hub", "docker-registry", "harbor", "aws-ecr",
-                                                          "azure-acr", "google-gcr", "github-ghcr", "quay",
-                                                          "jfrog-artifactory"]},
+    "type": {
+        "type": "str",
+        "required": True,
+        "choices": [
+            "docker-hub",
+            "docker-registry",
+            "harbor",
+            "aws-ecr",
+            "azure-acr",
+            "google-gcr",
+            "github-ghcr",
+            "quay",
+            "jfrog-artifactory",
+        ],
+    },
     "url": {"type": "str", "required": True},
     "description": {"type": "str", "default": ""},
     "insecure": {"type": "bool", "default": False},
@@ -215,23 +235,36 @@ def ensure_registries(module, client, wanted, result):
         have = current.get(r["name"])
         if have is None:
             result["created"].append(f"registry/{r['name']}")
-            result["diff"]["after"][f"registry/{r['name']}"] = dict(want, access_secret=SECRET_MASK if r["access_secret"] else "")
+            result["diff"]["after"][f"registry/{r['name']}"] = dict(
+                want, access_secret=SECRET_MASK if r["access_secret"] else ""
+            )
             result["diff"]["before"][f"registry/{r['name']}"] = None
             ids[r["name"]] = None
             if not module.check_mode:
-                body = {"name": want["name"], "type": want["type"], "url": want["url"], "insecure": want["insecure"],
-                        "description": want["description"]}
+                body = {
+                    "name": want["name"],
+                    "type": want["type"],
+                    "url": want["url"],
+                    "insecure": want["insecure"],
+                    "description": want["description"],
+                }
                 if r["access_key"]:
-                    body["credential"] = {"type": "basic", "access_key": r["access_key"],
-                                          "access_secret": r["access_secret"]}
+                    body["credential"] = {
+                        "type": "basic",
+                        "access_key": r["access_key"],
+                        "access_secret": r["access_secret"],
+                    }
                 headers = client.request("POST", "/registries", body=body)[1]
                 ids[r["name"]] = client.created_id(headers)
             continue
         ids[r["name"]] = have["id"]
         before = registry_view(have)
         if before["type"] != want["type"]:
-            module.fail_json(msg=f"registries: {r['name']} is a {before['type']} endpoint in Harbor, not {want['type']}; "
-                                 "Harbor cannot change an endpoint's type: give the new one another name", **result)
+            module.fail_json(
+                msg=f"registries: {r['name']} is a {before['type']} endpoint in Harbor, not {want['type']}; "
+                "Harbor cannot change an endpoint's type: give the new one another name",
+                **result,
+            )
         changed = {k: want[k] for k in ("url", "insecure", "description", "access_key") if before[k] != want[k]}
         if r["access_secret"] and module.params["update_secrets"]:
             changed["access_secret"] = r["access_secret"]
@@ -240,7 +273,8 @@ def ensure_registries(module, client, wanted, result):
         result["updated"].append(f"registry/{r['name']}")
         result["diff"]["before"][f"registry/{r['name']}"] = before
         result["diff"]["after"][f"registry/{r['name']}"] = dict(
-            before, **{k: (SECRET_MASK if k == "access_secret" else v) for k, v in changed.items()})
+            before, **{k: (SECRET_MASK if k == "access_secret" else v) for k, v in changed.items()}
+        )
         if not module.check_mode:
             body = {k: v for k, v in changed.items() if k != "access_key"}
             if "access_key" in changed or "access_secret" in changed:
@@ -273,9 +307,12 @@ def ensure_projects(module, client, wanted, registry_ids, result):
         ids[p["name"]] = have["project_id"]
         want_reg = registry_ids.get(p["proxy_cache"]) if p.get("proxy_cache") else None
         if (have.get("registry_id") or None) != (want_reg or None):
-            module.fail_json(msg=f"projects: {p['name']} exists with registry_id {have.get('registry_id')}, the inventory "
-                                 f"asks for {p.get('proxy_cache') or 'no proxy cache'}; Harbor cannot change a project's "
-                                 "proxy cache: give the project another name", **result)
+            module.fail_json(
+                msg=f"projects: {p['name']} exists with registry_id {have.get('registry_id')}, the inventory "
+                f"asks for {p.get('proxy_cache') or 'no proxy cache'}; Harbor cannot change a project's "
+                "proxy cache: give the project another name",
+                **result,
+            )
         current = {k: v for k, v in (have.get("metadata") or {}).items() if k in md}
         if current == md:
             continue
@@ -300,8 +337,14 @@ def main():
     if problems:
         module.fail_json(msg="; ".join(problems) + ". Nothing was changed.")
     result = {"changed": False, "created": [], "updated": [], "projects": {}, "diff": {"before": {}, "after": {}}}
-    client = HarborClient(p["url"], p["username"], p["password"], validate_certs=p["validate_certs"],
-                          ca_path=p["ca_path"], timeout=p["timeout"])
+    client = HarborClient(
+        p["url"],
+        p["username"],
+        p["password"],
+        validate_certs=p["validate_certs"],
+        ca_path=p["ca_path"],
+        timeout=p["timeout"],
+    )
     try:
         registry_ids = ensure_registries(module, client, p["registries"], result) if p["registries"] else {}
         result["projects"] = ensure_projects(module, client, p["projects"], registry_ids, result)
@@ -310,12 +353,16 @@ def main():
             module.fail_json(msg=str(e), status=e.status, **result)
         # Check mode before Harbor answers (not installed yet): every object is predicted as created.
         module.warn(f"{e}; check mode predicts every registry and project as created")
-        result["created"] = [f"registry/{r['name']}" for r in p["registries"]] + [f"project/{x['name']}" for x in p["projects"]]
+        result["created"] = [f"registry/{r['name']}" for r in p["registries"]] + [
+            f"project/{x['name']}" for x in p["projects"]
+        ]
         result["updated"] = []
-        result["diff"] = {"before": {k: None for k in result["created"]},
-                          "after": {k: "created" for k in result["created"]}}
+        result["diff"] = {
+            "before": {k: None for k in result["created"]},
+            "after": {k: "created" for k in result["created"]},
+        }
     result["changed"] = bool(result["created"] or result["updated"])
-    if not module._diff:  # noqa: SLF001 - AnsibleModule's own diff flag
+    if not module._diff:
         result.pop("diff")
     module.exit_json(**result)
 

@@ -10,25 +10,44 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from ansible_collections.homecluster.platform.plugins.module_utils import _harbor as hu
 from ansible_collections.homecluster.platform.plugins.modules import harbor_projects as mod
 
 LAB = Path(__file__).resolve().parents[4] / "lab"
 sys.path[:0] = [str(LAB / "harbor_sim"), str(LAB)]
-import simkit  # noqa: E402
-from hsim_server import make_server  # noqa: E402
+import simkit
+from hsim_server import make_server
 
 ADMIN = "Lab-Harbor-Admin-0000"
-CONFIG = {"users": [{"username": "admin", "password": ADMIN, "sysadmin": True},
-                    {"username": "dev", "password": "Dev-Password-000", "sysadmin": False}]}
-REGISTRIES = [{"name": "docker-hub", "type": "docker-hub", "url": "https://hub.docker.com", "description": "",
-               "insecure": False, "access_key": "", "access_secret": ""}]
+CONFIG = {
+    "users": [
+        {"username": "admin", "password": ADMIN, "sysadmin": True},
+        {"username": "dev", "password": "Dev-Password-000", "sysadmin": False},
+    ]
+}
+REGISTRIES = [
+    {
+        "name": "docker-hub",
+        "type": "docker-hub",
+        "url": "https://hub.docker.com",
+        "description": "",
+        "insecure": False,
+        "access_key": "",
+        "access_secret": "",
+    }
+]
 
 
 def project(name, **kw):
-    out = {"name": name, "public": False, "proxy_cache": None, "auto_scan": True, "prevent_vul": False,
-           "severity": "high", "auto_sbom_generation": False}
+    out = {
+        "name": name,
+        "public": False,
+        "proxy_cache": None,
+        "auto_scan": True,
+        "prevent_vul": False,
+        "severity": "high",
+        "auto_sbom_generation": False,
+    }
     out.update(kw)
     return out
 
@@ -55,7 +74,7 @@ def sim(tmp_path):
     srv.shutdown()
 
 
-def run(url, ca, registries, projects, check=False, user="admin", password=ADMIN):
+def run(url, ca, registries, projects, *, check=False, user="admin", password=ADMIN):
     client = hu.HarborClient(url, user, password, ca_path=ca)
     result = {"created": [], "updated": [], "diff": {"before": {}, "after": {}}}
     module = FakeModule(check_mode=check)
@@ -74,8 +93,13 @@ def test_check_apply_rerun(sim):
     assert result["created"] == ["registry/docker-hub", "project/dockerhub", "project/apps"]
     by_name = {p["name"]: p for p in srv.sim.state["projects"].values()}
     assert by_name["dockerhub"]["registry_id"] == 1 and by_name["dockerhub"]["metadata"]["public"] == "true"
-    assert by_name["apps"]["metadata"] == {"public": "false", "auto_scan": "true", "prevent_vul": "true",
-                                           "auto_sbom_generation": "false", "severity": "high"}
+    assert by_name["apps"]["metadata"] == {
+        "public": "false",
+        "auto_scan": "true",
+        "prevent_vul": "true",
+        "auto_sbom_generation": "false",
+        "severity": "high",
+    }
     result, client = run(url, ca, REGISTRIES, projects)
     assert result["created"] == [] and result["updated"] == []
     assert not [c for c in client.calls if c.startswith(("POST", "PUT"))]
@@ -111,9 +135,9 @@ def test_proxy_cache_cannot_change(sim):
 def test_refusals_name_the_cause(sim):
     srv, url, ca = sim
     assert srv.sim.state["next_project"] == 2
-    with pytest.raises(hu.HarborError, match="HTTP 401 .*check the Harbor username and password"):
+    with pytest.raises(hu.HarborError, match=r"HTTP 401 .*check the Harbor username and password"):
         run(url, ca, [], [project("apps")], password="wrong")
-    with pytest.raises(hu.HarborError, match="HTTP 403 .*system administrator"):
+    with pytest.raises(hu.HarborError, match=r"HTTP 403 .*system administrator"):
         run(url, ca, REGISTRIES, [], user="dev", password="Dev-Password-000")
     client = hu.HarborClient(url, "admin", ADMIN, ca_path=ca)
     client.request("POST", "/projects", body={"project_name": "x"})
@@ -124,7 +148,7 @@ def test_refusals_name_the_cause(sim):
 
 
 def test_pagination_reads_every_page(sim):
-    srv, url, ca = sim
+    url, ca = sim[1:]
     client = hu.HarborClient(url, "admin", ADMIN, ca_path=ca)
     for i in range(130):
         client.request("POST", "/projects", body={"project_name": f"p{i}"})
@@ -133,8 +157,10 @@ def test_pagination_reads_every_page(sim):
 
 def test_check_inputs():
     assert hu.check_inputs(REGISTRIES, [project("apps")]) == []
-    problems = hu.check_inputs(REGISTRIES + [dict(REGISTRIES[0], type="gitlab", url="ftp://x", access_key="k")],
-                               [project("Apps"), project("a", proxy_cache="quay")])
+    problems = hu.check_inputs(
+        [*REGISTRIES, dict(REGISTRIES[0], type="gitlab", url="ftp://x", access_key="k")],
+        [project("Apps"), project("a", proxy_cache="quay")],
+    )
     text = "; ".join(problems)
     assert "registries[1].name docker-hub is listed twice" in text
     assert "registries[1].type gitlab cannot back a proxy cache" in text
