@@ -27,7 +27,8 @@ from ansible_collections.homecluster.platform.plugins.module_utils._harbor impor
 DNS_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
 DURATION_RE = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$")
 LEVELS = ("privileged", "baseline", "restricted")
-ADMIN_SECRET, KEY_SECRET = "harbor-admin", "harbor-secret-key"
+ADMIN_SECRET = "harbor-admin"
+KEY_SECRET = "harbor-secret-key"
 ALNUM = string.ascii_letters + string.digits
 
 
