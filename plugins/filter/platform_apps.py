@@ -27,8 +27,9 @@ from ansible_collections.homecluster.platform.plugins.module_utils._harbor impor
 DNS_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
 DURATION_RE = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$")
 LEVELS = ("privileged", "baseline", "restricted")
-ADMIN_SECRET = "harbor-admin"
-KEY_SECRET = "harbor-secret-key"
+# Names of the Secrets holding the admin password and the secret key.
+ADMIN_OBJECT = "harbor-admin"
+KEY_OBJECT = "harbor-secret-key"
 ALNUM = string.ascii_letters + string.digits
 
 
@@ -294,8 +295,8 @@ class Plan:
 
     def harbor_secrets(self):
         s = self.s
-        admin = s["harbor_admin_password"] or _b64(self.existing, ADMIN_SECRET, "HARBOR_ADMIN_PASSWORD") or _gen(32)
-        key = _b64(self.existing, KEY_SECRET, "secretKey") or _gen(16)
+        admin = s["harbor_admin_password"] or _b64(self.existing, ADMIN_OBJECT, "HARBOR_ADMIN_PASSWORD") or _gen(32)
+        key = _b64(self.existing, KEY_OBJECT, "secretKey") or _gen(16)
         return admin, key
 
     def harbor(self):
@@ -308,14 +309,14 @@ class Plan:
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": dict(secret_meta, name=ADMIN_SECRET),
+                "metadata": dict(secret_meta, name=ADMIN_OBJECT),
                 "type": "Opaque",
                 "stringData": {"HARBOR_ADMIN_PASSWORD": admin},
             },
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": dict(secret_meta, name=KEY_SECRET),
+                "metadata": dict(secret_meta, name=KEY_OBJECT),
                 "type": "Opaque",
                 "stringData": {"secretKey": key},
             },
@@ -341,9 +342,9 @@ class Plan:
                 },
             },
             "externalURL": f"https://{host}",
-            "existingSecretAdminPassword": ADMIN_SECRET,
+            "existingSecretAdminPassword": ADMIN_OBJECT,
             "existingSecretAdminPasswordKey": "HARBOR_ADMIN_PASSWORD",
-            "existingSecretSecretKey": KEY_SECRET,
+            "existingSecretSecretKey": KEY_OBJECT,
             "trivy": {"enabled": bool(s["harbor_trivy"])},
             "persistence": {
                 "persistentVolumeClaim": {
