@@ -122,20 +122,30 @@ CAUSE = re.compile(r"fatal: \[|FAILED! =>|\bfailed: \[|^TASK \[|^ERROR|ERROR +An
                    r"|Traceback|Error:|\berror:")
 
 
-def excerpt_of(lines, limit=60):
-    """The cause lines of a failed job's log, each failed task with the TASK line before it."""
+def excerpt_of(lines, limit=80, follow=12):
+    """The cause lines of a failed job's log: each failed task with the TASK line before it and
+    up to `follow` indented lines after it (molecule wraps a task's message over several lines)."""
     keep = []
     last_task = None
+    after = 0
     for line in lines:
-        plain = re.sub(r"\x1b\[[0-9;]*m", "", line)
+        # no colours, and no frame molecule draws around a playbook's output ("  │ ")
+        plain = re.sub(r"^\s*│ ?", "", re.sub(r"\x1b\[[0-9;]*m", "", line))
         if plain.startswith("TASK ["):
             last_task = plain
+            after = 0
             continue
         if CAUSE.search(plain):
             if last_task and ("fatal: [" in plain or "failed: [" in plain):
                 keep.append(last_task)
                 last_task = None
             keep.append(plain[:1500])
+            after = follow if ("FAILED!" in plain or "failed: [" in plain) else 0
+        elif after and plain.strip() and plain.startswith((" ", "\t", "}")):
+            keep.append(plain[:1500])
+            after -= 1
+        else:
+            after = 0
     return keep[-limit:]
 
 

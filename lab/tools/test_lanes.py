@@ -100,3 +100,21 @@ def test_a_failed_job_leaves_why_in_failures_txt(tmp_path, monkeypatch):
     assert why[1] == "TASK [Assert check mode predicted the layer and changed nothing] ****"
     assert why[2].startswith("fatal: [localhost]: FAILED!") and "the cause" in why[2]
     assert not any("destroy" in line for line in why)
+
+
+def test_excerpt_reads_through_molecules_frame_and_wrapped_messages():
+    log = [
+        "  \x1b[2m\x1b[31m│\x1b[0m TASK [Assert check mode predicted the layer] ****",
+        '  │ fatal: [localhost]: FAILED! => {"changed": false, "msg": "The security',
+        "  │   layer refused its settings; nothing was changed:",
+        "  │   platform_security_allowed_registries: would refuse the platform image",
+        "  │ ",
+        "  │ PLAY RECAP *****",
+        "INFO     platform_security ➜ destroy: Executed: Successful",
+    ]
+    assert lanes.excerpt_of(log) == [
+        "TASK [Assert check mode predicted the layer] ****",
+        'fatal: [localhost]: FAILED! => {"changed": false, "msg": "The security',
+        "  layer refused its settings; nothing was changed:",
+        "  platform_security_allowed_registries: would refuse the platform image",
+    ]
