@@ -141,6 +141,21 @@ def test_custom_resource_moved_by_stage(lab):
     kubectl(lab, "wait", "--for=condition=Ready", "widget/w1", "--timeout=60s")
 
 
+def test_second_kind_of_a_group_installed_later_is_moved_too(lab):
+    """The race behind CephBlockPool never getting a phase: a group's OpenAPI path appears with its
+    first CRD (Widget, above); a Stage for a second kind of the group (Gadget) applied then made
+    kwok fail 'no matches for kind' and never retry. Gadget's CRD comes seconds later here."""
+    kubectl(lab, "wait", "--for=condition=Established", "crd/widgets.lab.homecluster.dev", "--timeout=30s")
+    time.sleep(5)  # several stage-sync rounds see the group path without Gadget's schema
+    kubectl(lab, "apply", "-f", "-", stdin=WIDGET_CRD.replace("widgets", "gadgets").replace("Widget", "Gadget")
+            .replace("widget", "gadget"))
+    kubectl(lab, "wait", "--for=condition=Established", "crd/gadgets.lab.homecluster.dev", "--timeout=30s")
+    gadget = ("apiVersion: lab.homecluster.dev/v1\nkind: Gadget\n"
+              "metadata: {name: g1, namespace: default}\nspec: {size: 1}\n")
+    kubectl(lab, "apply", "-f", "-", stdin=gadget)
+    kubectl(lab, "wait", "--for=condition=Ready", "gadget/g1", "--timeout=60s")
+
+
 def test_node_add_and_remove(lab):
     run(str(REPO / "lab" / "kube"), "node", "add", "--dir", str(lab), "--name", "t-w3", "--ip", "127.0.10.204",
         "--label", "homecluster.dev/pool=extra")
