@@ -27,10 +27,14 @@ class BlueprintLoader(yaml.SafeLoader):
     """Authentik's blueprint tags, kept as Tag objects."""
 
 
-for _tag in ("!Find", "!KeyOf", "!Env"):
-    BlueprintLoader.add_constructor(
-        _tag, lambda loader, node, t=_tag: Tag(t, loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode)
-                                              else loader.construct_scalar(node)))
+def construct_tag(loader: BlueprintLoader, node: yaml.Node) -> Tag:
+    if isinstance(node, yaml.SequenceNode):
+        return Tag(node.tag, loader.construct_sequence(node))
+    return Tag(node.tag, loader.construct_scalar(node))
+
+
+for tag in ("!Find", "!KeyOf", "!Env"):
+    BlueprintLoader.add_constructor(tag, construct_tag)
 
 
 def render(name: str, **variables) -> dict:
