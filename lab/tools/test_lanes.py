@@ -86,7 +86,7 @@ def test_a_failed_job_leaves_why_in_failures_txt(tmp_path, monkeypatch):
         "TASK [Assert check mode predicted the layer and changed nothing] ****",
         'fatal: [localhost]: FAILED! => {"assertion": "x > 0", "msg": "the cause"}',
         "PLAY RECAP",
-    ] + ["INFO destroy: line %d" % i for i in range(300)])
+    ] + [f"INFO destroy: line {i}" for i in range(300)])
 
     def command(job):
         return ["sh", "-c", f"cat <<'X'\n{log_text}\nX\nexit 2"]
