@@ -10,12 +10,15 @@ import threading
 from pathlib import Path
 
 import pytest
+
+# An integration test (it needs the lab's simulator, which ansible-test units does not copy):
+# the collection is imported from the repository's .collections link (make collection-link).
+REPO = Path(__file__).resolve().parents[3]
+LAB = REPO / "lab"
+sys.path[:0] = [str(REPO / ".collections"), str(LAB / "harbor_sim"), str(LAB)]
+import simkit
 from ansible_collections.homecluster.platform.plugins.module_utils import _harbor as hu
 from ansible_collections.homecluster.platform.plugins.modules import harbor_projects as mod
-
-LAB = Path(__file__).resolve().parents[4] / "lab"
-sys.path[:0] = [str(LAB / "harbor_sim"), str(LAB)]
-import simkit
 from hsim_server import make_server
 
 ADMIN = "Lab-Harbor-Admin-0000"
