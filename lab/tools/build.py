@@ -14,7 +14,7 @@ A tool may also give ``build_env`` (extra Go environment, e.g. GOFIPS140), ``wri
 (build from a copy of the module with files its published zip lacks) and ``share_dirs``
 (directories of the module copied to ``$HOMECLUSTER_CACHE/share/<tool>/``).
 
-Usage: build.py [--list] [--only NAME ...] [--jobs N]
+Usage: build.py [--list] [--only NAME ...]
 """
 from __future__ import annotations
 
