@@ -227,3 +227,32 @@ class Sops:
         if (meta["encrypted_regex"] or "") != (encrypted_regex or ""):
             return True, "encrypted_regex", current
         return False, "", current
+
+
+def default_age_key_file(explicit=None):
+    """The age key sops itself would use: the option, then SOPS_AGE_KEY_FILE, then ~/.config/sops/age/keys.txt."""
+    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.environ.get("HOME", "/"), ".config")
+    return explicit or os.environ.get("SOPS_AGE_KEY_FILE") or os.path.join(config_home, "sops", "age", "keys.txt")
+
+
+def decrypt_yaml_if_sops(module, text, path, *, sops_path=None, age_key_file=None, key_option="sops_age_key_file"):
+    """Plaintext of a YAML file that may be SOPS-encrypted, or None when it is not encrypted.
+
+    A file that sops cannot open fails the module with a message naming the key file and the
+    option (key_option) that chooses it. The plaintext stays in memory.
+    """
+    try:
+        data = yaml_load_all(text)
+        first = next(iter(data), None)
+    except Exception:  # not YAML at all: not a SOPS YAML file either
+        return None
+    if not isinstance(first, dict) or "sops" not in first:
+        return None
+    key_file = default_age_key_file(age_key_file)
+    try:
+        plain = Sops(module, sops_path, age_key_file=key_file).decrypt(text, path, "yaml")
+    except SopsError as e:
+        module.fail_json(msg=f"sops could not decrypt {path} with the age key {key_file}: {(e.stderr or '').strip()}"
+                             f" - set {key_option} (or SOPS_AGE_KEY_FILE) to the key it was encrypted for",
+                         rc=e.rc)
+    return plain.decode() if isinstance(plain, bytes) else plain

@@ -119,10 +119,9 @@ expiring:
 
 import base64
 import datetime
-import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.homecluster.platform.plugins.module_utils._sops import Sops, SopsError
+from ansible_collections.homecluster.platform.plugins.module_utils._sops import decrypt_yaml_if_sops
 from ansible_collections.homecluster.platform.plugins.module_utils._talosctl import talosctl_argument_spec
 
 try:
@@ -198,19 +197,9 @@ def from_secrets(data, now):
 
 def secrets_text(module, path):
     text = read_yaml(module, path, "secrets_file")
-    data = yaml.safe_load(text)
-    if not isinstance(data, dict) or "sops" not in data:
-        return data
-    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.environ.get("HOME", "/"), ".config")
-    key_file = (module.params["sops_age_key_file"] or os.environ.get("SOPS_AGE_KEY_FILE")
-                or os.path.join(config_home, "sops", "age", "keys.txt"))
-    try:
-        plain = Sops(module, module.params["sops_path"], age_key_file=key_file).decrypt(text, path, "yaml")
-    except SopsError as e:
-        module.fail_json(msg=f"sops could not decrypt {path} with the age key {key_file}: {e.stderr.strip()}"
-                             " - set sops_age_key_file (or SOPS_AGE_KEY_FILE) to the key it was encrypted for",
-                         rc=e.rc)
-    return yaml.safe_load(plain.decode() if isinstance(plain, bytes) else plain)
+    plain = decrypt_yaml_if_sops(module, text, path, sops_path=module.params["sops_path"],
+                                 age_key_file=module.params["sops_age_key_file"])
+    return yaml.safe_load(text if plain is None else plain)
 
 
 def main():

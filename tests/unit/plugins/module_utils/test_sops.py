@@ -136,3 +136,52 @@ def test_sops_error_never_carries_stdout():
     with pytest.raises(_sops.SopsError) as err:
         sops.decrypt("x", "a.yaml", "yaml")
     assert "plaintext-leak" not in repr(vars(err.value))
+
+
+def test_default_age_key_file_order(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("SOPS_AGE_KEY_FILE", raising=False)
+    assert _sops.default_age_key_file() == str(tmp_path / ".config" / "sops" / "age" / "keys.txt")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert _sops.default_age_key_file() == str(tmp_path / "xdg" / "sops" / "age" / "keys.txt")
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", "/keys/env.txt")
+    assert _sops.default_age_key_file() == "/keys/env.txt"
+    assert _sops.default_age_key_file("/keys/option.txt") == "/keys/option.txt"
+
+
+class RecordingModule:
+    """Enough of AnsibleModule for Sops: records the command and fails like fail_json."""
+
+    def __init__(self, rc=0, out=b"plain: text\n", err=b""):
+        self.calls, self.result = [], (rc, out, err)
+
+    def get_bin_path(self, name, required=False):
+        return "/usr/bin/" + name
+
+    def run_command(self, cmd, **kwargs):
+        self.calls.append((cmd, kwargs["environ_update"]["SOPS_AGE_KEY_FILE"]))
+        return self.result
+
+    def fail_json(self, **kwargs):
+        raise RuntimeError(kwargs["msg"])
+
+
+def test_decrypt_yaml_if_sops_leaves_plain_files_alone():
+    module = RecordingModule()
+    assert _sops.decrypt_yaml_if_sops(module, "cluster:\n  id: x\n", "secrets.yaml") is None
+    assert _sops.decrypt_yaml_if_sops(module, "{not: [yaml", "secrets.yaml") is None
+    assert module.calls == []
+
+
+def test_decrypt_yaml_if_sops_decrypts_with_the_named_key():
+    module = RecordingModule()
+    assert _sops.decrypt_yaml_if_sops(module, ENCRYPTED_YAML, "s.yaml", age_key_file="/k.txt") == "plain: text\n"
+    cmd, key = module.calls[0]
+    assert cmd[1] == "decrypt" and key == "/k.txt"
+
+
+def test_decrypt_yaml_if_sops_failure_names_the_option():
+    module = RecordingModule(rc=128, out=b"", err=b"Error getting data key: 0 successful groups required")
+    with pytest.raises(RuntimeError, match=r"with the age key /k.txt.*set my_key_option \(or SOPS_AGE_KEY_FILE\)"):
+        _sops.decrypt_yaml_if_sops(module, ENCRYPTED_YAML, "s.yaml", age_key_file="/k.txt", key_option="my_key_option")
