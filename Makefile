@@ -46,6 +46,7 @@ lint: venv ## yamllint, ruff, ansible-lint (production profile), argument specs 
 	@echo "== ruff"; ruff check .
 	@echo "== ansible-lint"; ansible-lint --offline --profile production
 	@echo "== argument specs against defaults"; $(PYTHON) lab/tools/check_argspecs.py
+	@echo "== pytest module names unique"; $(PYTHON) lab/tools/check_test_names.py
 	@echo "== docs/reference current (lab/tools/gen_docs.py)"; $(PYTHON) lab/tools/gen_docs.py --check
 	@echo "== GitHub workflows against their schema"; check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
