@@ -183,7 +183,9 @@ projects:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homecluster.platform.plugins.module_utils._harbor import (
+    PROXY_TYPES,
     SECRET_MASK,
+    SEVERITIES,
     HarborClient,
     HarborError,
     check_inputs,
@@ -198,17 +200,7 @@ REGISTRY_SPEC = {
     "type": {
         "type": "str",
         "required": True,
-        "choices": [
-            "docker-hub",
-            "docker-registry",
-            "harbor",
-            "aws-ecr",
-            "azure-acr",
-            "google-gcr",
-            "github-ghcr",
-            "quay",
-            "jfrog-artifactory",
-        ],
+        "choices": list(PROXY_TYPES),
     },
     "url": {"type": "str", "required": True},
     "description": {"type": "str", "default": ""},
@@ -222,7 +214,7 @@ PROJECT_SPEC = {
     "proxy_cache": {"type": "str"},
     "auto_scan": {"type": "bool", "default": True},
     "prevent_vul": {"type": "bool", "default": False},
-    "severity": {"type": "str", "default": "high", "choices": ["none", "low", "medium", "high", "critical"]},
+    "severity": {"type": "str", "default": "high", "choices": list(SEVERITIES)},
     "auto_sbom_generation": {"type": "bool", "default": False},
 }
 
