@@ -28,9 +28,20 @@ options:
     type: str
     required: true
   secrets_file:
-    description: The secrets bundle written by M(homecluster.platform.talos_secrets).
+    description:
+      - The secrets bundle written by M(homecluster.platform.talos_secrets).
+      - It may be SOPS-encrypted in place; it is then decrypted in memory and given to C(talosctl) only
+        through a private 0700 directory removed on exit.
     type: path
     required: true
+  sops_path:
+    description: Path to C(sops), used only when O(secrets_file) is SOPS-encrypted; found on E(PATH) when not set.
+    type: path
+  sops_age_key_file:
+    description:
+      - The age identity that decrypts a SOPS-encrypted O(secrets_file).
+      - When not set, E(SOPS_AGE_KEY_FILE), then sops' default C(~/.config/sops/age/keys.txt).
+    type: path
   talos_endpoints:
     description: Talos API endpoints stored in the context (control-plane addresses).
     type: list
@@ -102,7 +113,9 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homecluster.platform.plugins.module_utils._certs import days_left
+from ansible_collections.homecluster.platform.plugins.module_utils._sops import decrypt_yaml_if_sops
 from ansible_collections.homecluster.platform.plugins.module_utils._talosctl import (
+    PrivateDir,
     Talosctl,
     TalosctlError,
     file_mode,
@@ -117,10 +130,14 @@ except ImportError:  # pragma: no cover
     yaml = None
 
 
-def secrets_os_ca(path):
+def read_bundle(module, path):
+    """(plaintext, OS CA) of the bundle; a SOPS-encrypted bundle is decrypted in memory."""
     with open(path) as handle:
-        data = yaml.safe_load(handle) or {}
-    return ((data.get("certs") or {}).get("os") or {}).get("crt")
+        text = handle.read()
+    plain = decrypt_yaml_if_sops(module, text, path, sops_path=module.params["sops_path"],
+                                 age_key_file=module.params["sops_age_key_file"])
+    data = yaml.safe_load(text if plain is None else plain) or {}
+    return plain, ((data.get("certs") or {}).get("os") or {}).get("crt")
 
 
 def main():
@@ -135,6 +152,8 @@ def main():
         context_name={"type": "str"},
         renew_before_days={"type": "int", "default": 30},
         talos_version={"type": "str"},
+        sops_path={"type": "path"},
+        sops_age_key_file={"type": "path"},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
@@ -151,7 +170,7 @@ def main():
             existing = yaml.safe_load(handle) or {}
     contexts = dict(existing.get("contexts") or {})
     old = contexts.get(name)
-    ca = secrets_os_ca(p["secrets_file"])
+    plain, ca = read_bundle(module, p["secrets_file"])
     keep_cert = bool(
         old and ca and old.get("ca") == ca and old.get("crt") and old.get("key")
         and (days_left(old.get("crt")) is None or days_left(old.get("crt")) > p["renew_before_days"])
@@ -162,13 +181,15 @@ def main():
         new = dict(old)
     else:
         talos = Talosctl.from_module(module)
-        try:
-            text = talos.gen_config(p["cluster_name"], p["cluster_endpoint"], secrets_file=p["secrets_file"],
-                                    output_type="talosconfig", talos_version=p["talos_version"])
-        except TalosctlError as exc:
-            kwargs = exc.as_fail_kwargs()
-            kwargs["stdout"] = ""
-            module.fail_json(**kwargs)
+        with PrivateDir() as private:
+            secrets_file = p["secrets_file"] if plain is None else private.write("secrets.yaml", plain)
+            try:
+                text = talos.gen_config(p["cluster_name"], p["cluster_endpoint"], secrets_file=secrets_file,
+                                        output_type="talosconfig", talos_version=p["talos_version"])
+            except TalosctlError as exc:
+                kwargs = exc.as_fail_kwargs()
+                kwargs["stdout"] = ""
+                module.fail_json(**kwargs)
         generated = yaml.safe_load(text) or {}
         gen_ctx = (generated.get("contexts") or {}).get(generated.get("context")) or {}
         new = {k: v for k, v in gen_ctx.items() if k in ("ca", "crt", "key")}
