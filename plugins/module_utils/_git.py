@@ -20,6 +20,13 @@ class GitError(Exception):
         module.fail_json(msg=self.msg, cmd=self.cmd, rc=self.rc, stdout=self.stdout, stderr=self.stderr, **extra)
 
 
+RACE_MARKERS = ("non-fast-forward", "fetch first", "failed to update ref", "cannot lock ref", "stale info")
+
+
+class PushRaced(GitError):
+    """The remote branch moved between our fetch and our push (another writer pushed first)."""
+
+
 class Git:
     """Runs git in one work tree with a clean, predictable environment."""
 
@@ -126,4 +133,28 @@ class Git:
         return self.rev("HEAD")
 
     def push(self, branch):
-        self.run("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}")
+        try:
+            self.run("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}")
+        except GitError as e:
+            text = f"{e.stdout}\n{e.stderr}"
+            if any(marker in text for marker in RACE_MARKERS):
+                raise PushRaced(f"git push to origin/{branch} was rejected: the remote branch moved since it was "
+                                "fetched (another writer pushed first)", cmd=e.cmd, rc=e.rc, stdout=e.stdout,
+                                stderr=e.stderr) from None
+            raise
+
+    def authors(self, base, tip):
+        """Author e-mail of each commit reachable from tip but not from base."""
+        out = self.out("log", "--format=%ae", f"{base}..{tip}")
+        return out.splitlines() if out else []
+
+    def rebase(self, branch, onto):
+        """Replay branch's own commits on onto; on a conflict the rebase is undone and the files named."""
+        rc, out, err = self.run("rebase", "--quiet", onto, branch, check=False)
+        if rc == 0:
+            return
+        conflicts = self.run("diff", "--name-only", "--diff-filter=U", check=False)[1].split()
+        self.run("rebase", "--abort", check=False)
+        raise GitError(f"git rebase of {branch} onto {onto} stopped on a conflict"
+                       + (f" in {', '.join(conflicts)}" if conflicts else ""),
+                       cmd=[self.binary, "rebase", onto, branch], rc=rc, stdout=out, stderr=err)

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 
 from ansible.module_utils.common.text.converters import to_bytes, to_text
-from ansible_collections.homecluster.platform.plugins.module_utils._git import Git
+from ansible_collections.homecluster.platform.plugins.module_utils._git import Git, GitError, PushRaced
 from ansible_collections.homecluster.platform.plugins.module_utils._sops import Sops, SopsError, detect_format, masked
 
 CHANGE_LETTER = {"added": "A", "modified": "M", "deleted": "D"}
@@ -53,8 +53,13 @@ def validate(module, p):
                                  "and must exist (generate it with homecluster.platform.age_keypair)")
 
 
-def prepare_clone(module, p, git, workdir):
-    """Make sure workdir is a clone of url; return (base_rev, needs_ff, ahead)."""
+def prepare_clone(module, p, git, workdir, check_mode=False):
+    """Make sure workdir is a clone of url; return (base_rev, needs_ff, ahead).
+
+    A clone whose own unpushed commits (all by this module's author) sit beside newer remote commits,
+    because a push lost a race with another writer, is rebased onto the remote branch (check mode
+    only plans against the remote branch). Commits by anyone else make it refuse.
+    """
     branch = p["branch"]
     if not os.path.isdir(os.path.join(workdir, ".git")):
         if os.path.exists(workdir) and os.listdir(workdir):
@@ -75,9 +80,23 @@ def prepare_clone(module, p, git, workdir):
         return remote_rev, True, False
     if git.is_ancestor(remote_rev, local_rev):
         return local_rev, False, True
-    module.fail_json(msg=f"the local clone {workdir} has diverged from origin/{branch}: push or drop its commits "
-                         f"(or remove the clone, it is re-created) and run again")
-    return None
+    return diverged(module, p, git, workdir, remote_rev=remote_rev, local_rev=local_rev, check_mode=check_mode)
+
+
+def diverged(module, p, git, workdir, *, remote_rev, local_rev, check_mode):
+    """Local and remote both moved: rebase the module's own unpushed commits, refuse anyone else's."""
+    branch = p["branch"]
+    if set(git.authors(remote_rev, local_rev)) != {p["author_email"]}:
+        module.fail_json(msg=f"the local clone {workdir} has diverged from origin/{branch}: push or drop its "
+                             "commits (or remove the clone, it is re-created) and run again")
+    if check_mode:
+        return remote_rev, False, True
+    dirty = git.dirty()
+    if dirty:
+        module.fail_json(msg=f"the local clone {workdir} has uncommitted changes ({', '.join(dirty[:5])}): "
+                             "commit or discard them, or remove the clone (it is re-created)")
+    rebase_or_fail(module, git, branch)
+    return git.rev(f"refs/heads/{branch}"), False, True
 
 
 def plan(module, p, git, sops, base):
@@ -132,6 +151,31 @@ def write_file(root, path, data, mode):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def rebase_or_fail(module, git, branch):
+    try:
+        git.rebase(branch, f"refs/remotes/origin/{branch}")
+    except GitError as e:
+        e.msg += (f": the remote branch {branch} changed the same files as this run. Resolve it in the GitOps "
+                  "repository (or remove the local clone to take the remote as it is) and run again")
+        e.fail(module)
+
+
+def push_with_rebase(module, p, git, attempts=3):
+    """Push; when another writer pushed first, fetch, rebase this run's commit on theirs and push again."""
+    branch = p["branch"]
+    for attempt in range(1, attempts + 1):
+        try:
+            git.push(branch)
+            return attempt
+        except PushRaced as e:
+            if attempt == attempts:
+                e.msg += f", {attempts} times in a row; run again when the other writer is done"
+                raise
+            git.fetch(branch)
+            rebase_or_fail(module, git, branch)
+    return attempts
 
 
 def sync_branch(module, p, git, base, needs_ff):
@@ -209,7 +253,7 @@ def run(module, p, check_mode, want_diff):
         git = git_in(workdir)
     sops = Sops(module, binary=p.get("sops_path"), age_key_file=p["age_key_file"]) if p["sops_files"] else None
     try:
-        base, needs_ff, ahead = prepare_clone(module, p, git, workdir)
+        base, needs_ff, ahead = prepare_clone(module, p, git, workdir, check_mode)
         changes = plan(module, p, git, sops, base)
         committed = bool(changes)
         will_push = p["push"] and (committed or ahead)
@@ -228,8 +272,8 @@ def run(module, p, check_mode, want_diff):
         sync_branch(module, p, git, base, needs_ff)
         commit = apply(module, p, git, sops, changes)
         if will_push:
-            git.push(p["branch"])
-        result["commit"] = commit or git.rev("HEAD")
+            result["push_attempts"] = push_with_rebase(module, p, git)
+        result["commit"] = git.rev("HEAD") if will_push else (commit or git.rev("HEAD"))
         return result
     finally:
         if scratch:

@@ -21,6 +21,12 @@ description:
   - Check mode looks at the remote branch (cloning into a temporary directory when the local clone does
     not exist yet) and reports which files would change; C(--diff) shows them, with secret values masked.
   - Files not listed are left alone; list a file with O(files[].state=absent) to remove it.
+  - When another writer pushes to the branch between this module's fetch and its push, the push is
+    refused by the remote; the module fetches, rebases its one commit on the new remote commits and
+    pushes again (up to three attempts). A clone left with unpushed commits of its own beside newer
+    remote commits is rebased the same way on the next run. If both changed the same file, the
+    rebase is undone and the task fails naming the files; commits by another author in the clone
+    make it refuse rather than rewrite them.
 author:
   - HomeCluster developers (@homecluster)
 extends_documentation_fragment:
@@ -171,6 +177,11 @@ pushed:
   description: Whether the branch was pushed (or would be, in check mode).
   returned: always
   type: bool
+push_attempts:
+  description: Pushes it took; more than one when the remote branch moved and the commit was rebased.
+  returned: when pushed, not in check mode
+  type: int
+  sample: 1
 files_changed:
   description: Files that change, each with its change (added, modified, deleted) and the reason.
   returned: always

@@ -285,3 +285,103 @@ def test_disk_full_while_writing_the_talosconfig_then_rerun(collection_module, t
     assert not res["renewed"], "the client certificate is kept: only the endpoints changed"
     again = collection_module("talos_talosconfig", {**args, "talos_endpoints": ["127.0.64.11", "127.0.64.12"]})
     assert not again["changed"]
+
+
+# Another writer pushes while our push is in flight: the hook commits to the branch from a second
+# clone (outside the push's quarantine), so receive-pack's compare-and-swap of refs/heads/main fails
+# exactly as when two pushes race. Only the first push meets it.
+RACE_ONCE = """#!/bin/sh
+if [ ! -f "$GIT_DIR/raced-once" ]; then
+  touch "$GIT_DIR/raced-once"
+  bare="$(cd "$GIT_DIR" && pwd)"
+  unset GIT_DIR GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES GIT_PUSH_OPTION_COUNT
+  other="$bare.other"
+  rm -rf "$other" && git clone --quiet "$bare" "$other" >&2 && cd "$other" &&
+    mkdir -p clusters/lab && echo "b: 2" > clusters/lab/other-writer.yaml &&
+    git add clusters/lab/other-writer.yaml &&
+    git -c user.name=other -c user.email=other@lab commit --quiet -m "other writer" &&
+    git push --quiet origin HEAD:main >&2
+fi
+"""
+
+
+def test_remote_moved_between_fetch_and_push_is_rebased_and_keeps_both_commits(collection_module, tmp_path):
+    bare = tmp_path / "remote.git"
+    git("init", "--quiet", "--bare", "-b", "main", str(bare))
+    seed = tmp_path / "seed"
+    git("clone", "--quiet", str(bare), str(seed))
+    (seed / "README.md").write_text("gitops\n")
+    git("add", "README.md", cwd=seed)
+    git("commit", "--quiet", "-m", "seed", cwd=seed)
+    git("push", "--quiet", "origin", "HEAD:main", cwd=seed)
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text(RACE_ONCE)
+    hook.chmod(0o755)
+    args = {"path": str(tmp_path / "clone"), "url": f"file://{bare}", "branch": "main",
+            "files": [{"path": "clusters/lab/a.yaml", "content": "a: 1\n"}], "commit_message": "test: render"}
+    res = collection_module("gitops_repo", args)
+    assert not res.get("failed"), res
+    assert (bare / "raced-once").exists(), "the race was not injected"
+    assert res["push_attempts"] == 2, res
+    log = git("--git-dir", str(bare), "log", "--format=%an %s", "main").splitlines()
+    assert log == ["HomeCluster test: render", "other other writer", "t seed"] or \
+        [line.split(" ", 1)[1] for line in log] == ["test: render", "other writer", "seed"], log
+    tree = git("--git-dir", str(bare), "ls-tree", "-r", "--name-only", "main").split()
+    assert {"clusters/lab/a.yaml", "clusters/lab/other-writer.yaml", "README.md"} <= set(tree)
+    again = collection_module("gitops_repo", args)
+    assert not again.get("failed") and not again["changed"], again
+    assert git("--git-dir", str(bare), "rev-list", "--count", "main").strip() == "3"
+
+
+def test_a_clone_left_behind_by_a_lost_race_is_rebased_on_the_rerun(collection_module, tmp_path):
+    """A push refused for good (the remote moved, then the hook refused the retry too): the commit stays
+    local; the rerun rebases it on the remote's new commit and pushes it, one commit."""
+    bare = tmp_path / "remote.git"
+    git("init", "--quiet", "--bare", "-b", "main", str(bare))
+    args = {"path": str(tmp_path / "clone"), "url": f"file://{bare}", "branch": "main",
+            "files": [{"path": "clusters/lab/a.yaml", "content": "a: 1\n"}], "commit_message": "test: render"}
+    assert not collection_module("gitops_repo", args).get("failed")
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text(REJECT_ONCE)
+    hook.chmod(0o755)
+    args["files"] = [{"path": "clusters/lab/a.yaml", "content": "a: 2\n"}]
+    refused = collection_module("gitops_repo", args)
+    assert refused.get("failed") and "fault injection: push refused" in refused["msg"] + refused.get("stderr", "")
+    other = tmp_path / "other"
+    git("clone", "--quiet", str(bare), str(other))
+    (other / "clusters" / "lab" / "b.yaml").write_text("b: 1\n")
+    git("add", ".", cwd=other)
+    git("-c", "user.email=other@lab", "commit", "--quiet", "-m", "other writer", cwd=other)
+    git("push", "--quiet", "origin", "HEAD:main", cwd=other)
+    check = collection_module("gitops_repo", args, check=True)
+    assert not check.get("failed") and check["changed"] and check["pushed"], check
+    assert git("--git-dir", str(bare), "rev-list", "--count", "main").strip() == "2", "check mode pushed"
+    res = collection_module("gitops_repo", args)
+    assert not res.get("failed"), res
+    assert git("--git-dir", str(bare), "rev-list", "--count", "main").strip() == "3"
+    assert git("--git-dir", str(bare), "show", "main:clusters/lab/a.yaml") == "a: 2\n"
+    assert git("--git-dir", str(bare), "show", "main:clusters/lab/b.yaml") == "b: 1\n"
+    assert not collection_module("gitops_repo", args)["changed"]
+
+
+def test_both_writers_changing_one_file_is_named_and_nothing_is_rewritten(collection_module, tmp_path):
+    bare = tmp_path / "remote.git"
+    git("init", "--quiet", "--bare", "-b", "main", str(bare))
+    args = {"path": str(tmp_path / "clone"), "url": f"file://{bare}", "branch": "main",
+            "files": [{"path": "clusters/lab/a.yaml", "content": "a: 1\n"}], "commit_message": "test: render"}
+    assert not collection_module("gitops_repo", args).get("failed")
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text(REJECT_ONCE)
+    hook.chmod(0o755)
+    args["files"] = [{"path": "clusters/lab/a.yaml", "content": "a: 2\n"}]
+    assert collection_module("gitops_repo", args).get("failed")
+    other = tmp_path / "other"
+    git("clone", "--quiet", str(bare), str(other))
+    (other / "clusters" / "lab" / "a.yaml").write_text("a: 3\n")
+    git("commit", "--quiet", "-am", "other writer", cwd=other)
+    git("push", "--quiet", "origin", "HEAD:main", cwd=other)
+    res = collection_module("gitops_repo", args)
+    assert res.get("failed"), res
+    assert "conflict in clusters/lab/a.yaml" in res["msg"] and "run again" in res["msg"], res["msg"]
+    assert git("--git-dir", str(bare), "show", "main:clusters/lab/a.yaml") == "a: 3\n", "the other writer's commit kept"
+    assert not (tmp_path / "clone" / ".git" / "rebase-merge").exists(), "the rebase was not undone"
