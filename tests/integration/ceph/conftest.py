@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -14,8 +13,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-COLLECTIONS = REPO_ROOT / ".collections"
 sys.path.insert(0, str(REPO_ROOT / "lab" / "ceph"))
+import modrun
 from cluster import Cluster
 
 ADDRESS = os.environ.get("HOMECLUSTER_CEPH_TEST_ADDRESS", "127.0.66.1")
@@ -50,22 +49,6 @@ def ceph_args(ceph_cluster):
 @pytest.fixture
 def run_module():
     """Run a module of this collection in its own process, as Ansible does."""
-    return _run_module
+    return modrun.run_module
 
 
-def _run_module(name, args, check=False, diff=True, expect_fail=False):
-    """Run a module of this collection as Ansible would (own process, JSON on stdin); return its result."""
-    payload = {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check, "_ansible_diff": diff}}
-    env = {**os.environ, "PYTHONPATH": str(COLLECTIONS)}
-    proc = subprocess.run(
-        [sys.executable, "-m", f"ansible_collections.homecluster.platform.plugins.modules.{name}"],
-        input=json.dumps(payload), capture_output=True, text=True, env=env, check=False, timeout=300)
-    try:
-        result = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"{name} printed no JSON: rc={proc.returncode} stdout={proc.stdout!r} stderr={proc.stderr!r}")
-    if expect_fail:
-        assert result.get("failed"), result
-    else:
-        assert not result.get("failed"), result
-    return result

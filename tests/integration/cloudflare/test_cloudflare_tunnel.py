@@ -17,8 +17,7 @@ import threading
 import urllib.request
 
 import pytest
-
-from tests.integration.conftest import REPO_ROOT
+from modrun import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "lab" / "cloudflare_sim"))
 import cfsim_cli

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from modrun import git
 
 REPO = Path(__file__).resolve().parents[3]
 CACHE = Path(os.environ.get("HOMECLUSTER_CACHE", Path.home() / ".cache" / "homecluster"))
@@ -184,11 +185,6 @@ def test_api_server_restart_during_an_install_then_rerun(collection_module, lab)
     pods = json.loads(kubectl(lab, "-n", "faults", "get", "pods", "-l", "app.kubernetes.io/instance=restart",
                               "-o", "json").stdout)["items"]
     assert len([p for p in pods if "deletionTimestamp" not in p["metadata"]]) == 2
-
-
-def git(*args, cwd=None):
-    e = env(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True, env=e).stdout
 
 
 REJECT_ONCE = """#!/bin/sh

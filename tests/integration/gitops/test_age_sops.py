@@ -7,7 +7,7 @@ import os
 import stat
 import subprocess
 
-from conftest import TOOL_BIN, git, run_module, tool
+from modrun import TOOL_BIN, git, run_module, tool
 
 SECRET = "s3cr3t-token-value-0123456789"
 SECRET_YAML = f"""apiVersion: v1

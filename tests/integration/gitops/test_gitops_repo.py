@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import git, run_module
+from modrun import git, run_module
 
 
 def commits(remote, branch="main"):

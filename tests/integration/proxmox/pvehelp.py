@@ -4,17 +4,14 @@
 from __future__ import annotations
 
 import copy
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-COLLECTIONS = REPO_ROOT / ".collections"
+from modrun import run_module  # noqa: F401 - re-exported to the proxmox tests
+
 sys.path.insert(0, str(REPO_ROOT / "lab" / "proxmox_sim"))
 import pvesim_cli as cli
 
@@ -83,22 +80,3 @@ def conn(sim, user="automation@pve", token="ansible", secret=TOKEN):  # noqa: S1
             "api_token_secret": secret, "ca_path": sim.ca, "task_timeout": 60}
 
 
-def run_module(name, args, check=False, diff=True, expect_fail=False):
-    """Run a module of this collection as Ansible would (own process, JSON on stdin); return its result.
-
-    expect_fail: True (must fail), False (must succeed) or None (either; the caller looks).
-    """
-    payload = {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check, "_ansible_diff": diff}}
-    env = {**os.environ, "PYTHONPATH": str(COLLECTIONS)}
-    proc = subprocess.run(
-        [sys.executable, "-m", f"ansible_collections.homecluster.platform.plugins.modules.{name}"],
-        input=json.dumps(payload), capture_output=True, text=True, env=env, check=False, timeout=300)
-    try:
-        result = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"{name} printed no JSON: rc={proc.returncode} stdout={proc.stdout!r} stderr={proc.stderr!r}")
-    if expect_fail:
-        assert result.get("failed"), result
-    elif expect_fail is not None:
-        assert not result.get("failed"), result
-    return result

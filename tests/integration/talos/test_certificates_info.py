@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import datetime
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,14 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 REPO = Path(__file__).resolve().parents[3]
-TOOL_BIN = Path(os.environ.get("HOMECLUSTER_CACHE", Path.home() / ".cache/homecluster")) / "bin"
-
-
-def tool(name):
-    found = shutil.which(name) or (str(TOOL_BIN / name) if (TOOL_BIN / name).exists() else None)
-    if not found:
-        pytest.skip(f"{name} is not built yet (make tools)")
-    return found
+from modrun import TOOL_BIN, tool
 
 
 def client_cert(ca_crt_b64: str, ca_key_b64: str, days: int) -> str:

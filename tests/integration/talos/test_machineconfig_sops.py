@@ -8,21 +8,12 @@ key fails with a message that names the key file and the option to set.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-
-TOOL_BIN = Path(os.environ.get("HOMECLUSTER_CACHE", Path.home() / ".cache/homecluster")) / "bin"
-
-
-def tool(name):
-    found = shutil.which(name) or (str(TOOL_BIN / name) if (TOOL_BIN / name).exists() else None)
-    if not found:
-        pytest.skip(f"{name} is not built yet (make tools)")
-    return found
+from modrun import tool
 
 
 @pytest.fixture
