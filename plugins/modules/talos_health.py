@@ -84,6 +84,10 @@ from ansible_collections.homecluster.platform.plugins.module_utils._talosctl imp
     talosctl_argument_spec,
 )
 
+HINT = ("Check that each node named is powered on and reachable on the Talos API port (its console or "
+        "`talosctl -n <node> dmesg` shows why it is not ready), then run again: nothing is re-applied while "
+        "waiting, so the rerun only waits")
+
 
 def not_ready(status):
     return {n: s for n, s in status.items() if not (s["stage"] == "running" and s["ready"])}
@@ -128,7 +132,7 @@ def main():
             break
         if time.monotonic() + p["interval"] >= deadline:
             module.fail_json(msg=f"{len(pending)} of {len(nodes)} node(s) not ready after {p['timeout']}s: "
-                                 f"{describe(pending)}", nodes=status, rounds=rounds,
+                                 f"{describe(pending)}. {HINT}", nodes=status, rounds=rounds,
                              elapsed=round(time.monotonic() - started, 2))
         time.sleep(p["interval"])
     module.exit_json(changed=False, nodes=status, rounds=rounds, elapsed=round(time.monotonic() - started, 2))

@@ -630,6 +630,7 @@ func (m *machineServer) Reboot(ctx context.Context, _ *machineapi.RebootRequest)
 	m.s.mu.Lock()
 	n.events.addSequence("reboot", actor)
 	n.stage = runtime.MachineStageRebooting
+	n.syncLocked()       // MachineStatus shows "rebooting" at once, as Talos does
 	m.s.noteEtcdLocked() // services stop: a control plane's etcd is down until it is back
 	m.s.mu.Unlock()
 
