@@ -11,9 +11,10 @@ version_added: 0.1.0
 description:
   - Returns the cluster's nodes (C(GET /nodes)) and every VM the caller may see
     (C(GET /cluster/resources?type=vm)) with its VMID, name, node and status, and the API version.
-  - The name and status in C(/cluster/resources) come from pvestatd and lag about 10 s; for a VM
-    listed without a name or with a status other than C(running)/C(stopped) (created or started a
-    moment ago) they are read live from its config and C(status/current).
+  - The name and status in C(/cluster/resources) come from pvestatd and lag about 10 s; they are
+    read live from the VM's config and C(status/current) when the VM is listed without a name, with
+    PVE's placeholder name C(VM <vmid>) (pvestatd saw it while its create task held a config
+    without a name), with a lock, or with a status other than C(running)/C(stopped).
   - Used by the C(proxmox_vm) role's preflight to refuse a VMID held by a VM of another name and
     an unknown node before anything changes. Read-only.
 extends_documentation_fragment:
@@ -88,8 +89,10 @@ def main() -> None:
             if r.get("type") != "qemu":
                 continue
             vm = {"name": r.get("name"), "node": r.get("node"), "status": r.get("status"), "lock": r.get("lock")}
-            if not vm["name"] or vm["status"] not in ("running", "stopped"):
-                # pvestatd has not seen this VM yet (created or started in the last ~10 s): read it live.
+            if (not vm["name"] or vm["name"] == f"VM {r['vmid']}" or vm["lock"]
+                    or vm["status"] not in ("running", "stopped")):
+                # pvestatd has not seen this VM as it is now (created or started in the last ~10 s; during
+                # a create the config has no name yet, and pvestatd shows "VM <vmid>"): read it live.
                 vm["name"] = client.call("get", f"nodes/{r['node']}/qemu/{r['vmid']}/config").get("name")
                 live = client.vm_status(r["node"], r["vmid"])
                 vm["status"], vm["lock"] = live.get("status"), live.get("lock")

@@ -36,6 +36,21 @@ def test_fresh_vm_missing_from_pvestatd_is_found_by_its_config(sim):
     assert gone["actions"] == ["stop", "destroy"] and 501 not in sim.resources()
 
 
+def test_placeholder_name_of_a_vm_seen_during_its_create_is_read_live(sim):
+    """pvestatd names a VM whose config has no name yet (its create task still running) 'VM <vmid>', as
+    PVE's vmstatus does; until its next round the list keeps that name after the create has set the
+    real one. Taken at face value, the preflight saw a VMID collision with 'VM <vmid>' (found by the
+    Ctrl-C fault case)."""
+    sim.wait_task("pve1", sim.api("POST", "nodes/pve1/qemu", vmid=504))
+    sim.pvestatd()
+    assert sim.resources()[504]["name"] == "VM 504"
+    sim.api("PUT", "nodes/pve1/qemu/504/config", name="n504")
+    assert sim.resources()[504]["name"] == "VM 504" and sim.resources()[504]["status"] == "stopped"  # stale
+    info = run_module("proxmox_talos_cluster_info", conn(sim))
+    assert info["vms"]["504"]["name"] == "n504", info["vms"]["504"]
+    assert info["vms"]["504"]["status"] == "stopped"
+
+
 def test_stale_stopped_status_does_not_start_a_running_vm(sim):
     run_module("proxmox_talos_vm", vm(sim, 502, started=False))
     sim.pvestatd()  # pvestatd sees it stopped
