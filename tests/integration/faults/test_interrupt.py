@@ -35,7 +35,8 @@ def inventory(tmp_path, sim_dir):
     hosts = "\n".join(
         f"        {name}:\n          proxmox_vm_node: {node}\n          proxmox_vm_vmid: {vmid}\n"
         f"          proxmox_vm_talos_role: {'controlplane' if name.startswith('cp') else 'worker'}\n"
-        f"          proxmox_vm_memory: {2048 if name.startswith('cp') else 1024}\n          proxmox_vm_address: {addr}/24\n"
+        f"          proxmox_vm_memory: {2048 if name.startswith('cp') else 1024}\n"
+        f"          proxmox_vm_address: {addr}/24\n"
         f"          proxmox_vm_mac: {mac}"
         for name, (node, vmid, addr, mac) in VMS.items())
     path = tmp_path / "hosts.yml"
@@ -158,4 +159,5 @@ def test_ctrl_c_at_a_random_task_then_the_rerun_converges(fresh_sim, part):
         assert VMS[name][3].lower() in net0.lower(), f"{name}'s MAC changed: {net0} ({where})"
     rc, out, _ = playbook(fresh_sim)
     totals = recap(out)
-    assert rc == 0 and totals and totals["changed"] == 0, f"a third run changed something ({where}): {totals}\n{out[-4000:]}"
+    assert rc == 0 and totals and totals["changed"] == 0, \
+        f"a third run changed something ({where}): {totals}\n{out[-4000:]}"
