@@ -36,6 +36,15 @@ CHANGES = {
     "data_operators_postgres": [{"name": "app-db", "instances": 2, "size": "5Gi", "database": "app", "owner": "app",
                                  "roles": [{"name": "reporting"}],
                                  "backup": {"schedule": "0 0 2 * * *", "retention": "14d"}}],
+    # layer 7b: a new RBAC group (its ClusterRoleBinding and its Authentik group) and a new Harbor project
+    "platform_identity_groups": [{"name": "admins", "superuser": True, "cluster_role": "cluster-admin"},
+                                 {"name": "read-only", "cluster_role": "view"},
+                                 {"name": "developers", "namespaces": ["demo"], "namespace_role": "edit"},
+                                 {"name": "auditors", "cluster_role": "view"}],
+    "platform_apps_harbor_projects": [{"name": "dockerhub", "public": True, "proxy_cache": "docker-hub"},
+                                      {"name": "ghcr", "public": True, "proxy_cache": "ghcr"},
+                                      {"name": "apps", "prevent_vul": True, "severity": "critical"},
+                                      {"name": "e2e-new", "public": False}],
     "homecluster_apps": [{"name": "hello", "namespace": "demo", "pod_security": "baseline",
                           "namespace_labels": {"istio.io/dataplane-mode": "ambient"},
                           "chart": {"name": "lab-hello", "version": "0.1.0", "repo": "http://127.0.0.1:8812"},
@@ -118,8 +127,25 @@ def fingerprint(state: Path) -> dict[str, str]:
         "cephpools": digest(out(*kubectl, "get", "cephblockpools", "-A", "-o", "jsonpath={.items[*].spec}")),
         "postgres": digest(out(*kubectl, "get", "clusters.postgresql.cnpg.io", "-A", "-o",
                                "jsonpath={.items[*].spec.instances}")),
+        # layer 7b: the identity layer's bindings and blueprints, Harbor's projects and registries
+        "rbac": digest(out(*kubectl, "get", "clusterrolebindings,rolebindings", "-A", "-l",
+                           "app.kubernetes.io/part-of=homecluster-identity", "-o",
+                           "jsonpath={range .items[*]}{.metadata.name} {.subjects} {.roleRef}{'\\n'}{end}")),
+        "blueprints": digest(out(*kubectl, "-n", "authentik", "get", "configmaps", "-o",
+                                 "jsonpath={range .items[*]}{.metadata.name} {.data}{'\\n'}{end}")),
+        "harbor": digest(json.dumps({k: harbor_state(state)[k] for k in ("projects", "registries")}, sort_keys=True)),
         "gitops": out("git", "--git-dir", str(state / "git" / "gitops.git"), "rev-parse", "main").strip(),
     }
+
+
+def harbor_state(state: Path) -> dict:
+    """What the Harbor API simulator holds (projects, registries), read from its own endpoint."""
+    import ssl  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+    ep = json.loads((state / "harbor_sim" / "endpoint.json").read_text())
+    ctx = ssl.create_default_context(cafile=ep["ca"])
+    with urllib.request.urlopen(ep["url"] + "/_sim/state", context=ctx, timeout=10) as r:  # noqa: S310
+        return json.load(r)
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +183,44 @@ def test_cold_run_reaches_every_layer(lab, cold):
     (lab / "timings.json").write_text(json.dumps({"cold_seconds": round(elapsed, 1)}))
 
 
+def test_identity_and_apps_after_the_cold_run(lab, cold):
+    """Layer 7b as the cold run left it: the groups' bindings, the Harbor client the identity layer
+    wrote (naming lab/oidc_sim's issuer) and Harbor's login through it, Knative and Tekton Ready,
+    Harbor's proxy-cache projects in the Harbor API simulator."""
+    kubectl = [str(BIN / "kubectl"), "--kubeconfig", str(lab / "cluster" / "kubeconfig")]
+
+    def get(*args: str) -> dict:
+        return json.loads(subprocess.run([*kubectl, "get", *args, "-o", "json"], capture_output=True, text=True,
+                                         check=True).stdout)
+
+    bindings = get("clusterrolebindings,rolebindings", "-A", "-l", "app.kubernetes.io/part-of=homecluster-identity")
+    subjects = sorted((b["subjects"][0]["name"], b["roleRef"]["name"], b["metadata"].get("namespace", ""))
+                      for b in bindings["items"])
+    assert subjects == [("oidc:admins", "cluster-admin", ""), ("oidc:developers", "edit", "demo"),
+                        ("oidc:read-only", "view", "")], subjects
+    import base64  # noqa: PLC0415
+    client = get("secret", "-n", "authentik", "oidc-harbor")["data"]
+    issuer = base64.b64decode(client["issuer_url"]).decode()
+    assert issuer == f"https://{BLOCK}6:9443/application/o/harbor/", issuer
+    values = json.loads(subprocess.run([str(BIN / "helm"), "--kubeconfig", str(lab / "cluster" / "kubeconfig"), "-n",
+                                        "harbor", "get", "values", "harbor", "-o", "json"], capture_output=True,
+                                       text=True, check=True).stdout)
+    settings = values["core"]["configureUserSettings"]
+    settings = json.loads(settings) if isinstance(settings, str) else settings
+    assert settings["auth_mode"] == "oidc_auth" and settings["oidc_endpoint"] == issuer.rstrip("/")
+    assert settings["oidc_client_secret"] == base64.b64decode(client["client_secret"]).decode()
+    for kind, ns, name in (("knativeservings.operator.knative.dev", "knative-serving", "knative-serving"),
+                           ("knativeeventings.operator.knative.dev", "knative-eventing", "knative-eventing"),
+                           ("tektonconfigs.operator.tekton.dev", "", "config")):
+        obj = get(kind, *(("-n", ns) if ns else ()), name)
+        ready = {c["type"]: c["status"] for c in obj.get("status", {}).get("conditions", [])}.get("Ready")
+        assert ready == "True", f"{kind} {name} not Ready: {obj.get('status')}"
+    harbor = harbor_state(lab)
+    registries = {str(r["id"]): r["name"] for r in harbor["registries"].values()}
+    projects = {p["name"]: registries.get(str(p.get("registry_id"))) for p in harbor["projects"].values()}
+    assert projects == {"library": None, "dockerhub": "docker-hub", "ghcr": "ghcr", "apps": None}, projects
+
+
 def test_rerun_changes_nothing(lab, cold):
     out, elapsed = site(lab, log="rerun.log")
     changed = recap(out)
@@ -185,6 +249,8 @@ def test_check_diff_shows_one_change_per_layer_and_changes_nothing(lab, cold):
     assert "somaxconn" in out, "Talos patch not shown"
     assert BLOCK + "240" in out, "Cilium LB pool change not shown"
     assert "changed under --check" in out, "Flux-delivered value not shown"
+    assert "oidc-auditors" in out, "the new RBAC group's ClusterRoleBinding not shown"
+    assert "project/e2e-new" in out, "the new Harbor project not shown"
     assert fingerprint(lab) == before, "the --check run changed something"
     # drift_report.json names each layer's change, with its diff.
     report = json.loads(drift.read_text())
@@ -192,7 +258,8 @@ def test_check_diff_shows_one_change_per_layer_and_changes_nothing(lab, cold):
     diffs = {layer: "\n".join(c["diff"] for c in report["changes"] if c["layer"] == layer)
              for layer in report["changes_by_layer"]}
     for layer, needle in (("proxmox", "20480"), ("talos", "somaxconn"), ("cilium", BLOCK + "240"),
-                          ("flux", "changed under --check")):
+                          ("flux", "changed under --check"), ("identity", "oidc-auditors"),
+                          ("identity", "group-auditors"), ("apps", "project/e2e-new")):
         assert needle in diffs.get(layer, ""), f"drift_report.json: no {needle!r} under {layer}: {sorted(diffs)}"
     # the block pool's replicas, 3 -> 2, in the storage layer's diff (not any "size: 2" anywhere)
     storage = diffs.get("storage", "")

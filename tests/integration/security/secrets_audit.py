@@ -28,7 +28,12 @@ MIN_LEN = 12
 # simulators hold the tokens they issue, as the real services do).
 SKIP_DIRS = {"etcd", "objects", ".git", "chartrepo", "www", "proxmox", "cloudflare_sim", "talos-sim"}
 # Keys of Secrets that are not secret: flux-operator's entitlement names its vendor.
-PUBLIC_SECRET_KEYS = {"ca.crt", "namespace", "vendor"}
+PUBLIC_SECRET_KEYS = {"ca.crt", "namespace", "vendor",
+                      # an OIDC client's issuer URL (discovery is public); the database's Service name
+                      # (the authentik chart puts every AUTHENTIK_* setting in its Secret)
+                      "issuer_url", "AUTHENTIK_POSTGRESQL__HOST"}
+# Inventory variables named like secrets that hold a Secret's namespace/name, not a value.
+SECRET_REFERENCES = {"platform_apps_harbor_oidc_secret"}
 
 
 def _leaves(node, path=()):
@@ -69,7 +74,7 @@ def inventory_secrets(inventory: Path) -> dict[str, str]:
         for p, v in _leaves(doc or {}):
             name = ".".join(p)
             if SECRET_NAME.search(p[-1] if p else "") and len(v) >= MIN_LEN and "{{" not in v \
-                    and not SECRET_NAME.fullmatch(v):
+                    and not SECRET_NAME.fullmatch(v) and name not in SECRET_REFERENCES:
                 found["inventory " + name] = v
     return found
 
