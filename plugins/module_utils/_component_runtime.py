@@ -81,6 +81,12 @@ def rolled_out(obj: dict) -> bool:
         and st.get("replicas", 0) <= st.get("updatedReplicas", 0)
 
 
+def ready_object(r: dict) -> dict:
+    """The object a readiness rule looks at."""
+    meta = dict({"name": r["name"]}, **({"namespace": r["namespace"]} if r["namespace"] else {}))
+    return {"apiVersion": r["api_version"], "kind": r["kind"], "metadata": meta}
+
+
 def satisfied(r: dict, obj: dict | None) -> tuple:
     """(ok, what is still missing) for one readiness condition."""
     if obj is None:
@@ -123,6 +129,9 @@ class Delivery:
         self._kube_version = p.get("kube_version") or ""
         self._releases: dict | None = None
         self._values: dict = {}
+        # What prefetch() read of the cluster for every helm component at once; dropped by the first write.
+        self._seen: dict | None = None
+        self._dry: dict = {}
 
     # ------------------------------------------------------------------ reporting
     def record(self, c: dict, what: str, action: str, before: Any = None, after: Any = None) -> None:
@@ -252,20 +261,86 @@ class Delivery:
             ns["metadata"]["labels"] = dict(c["namespace_labels"])
         return ns
 
+    # ------------------------------------------------------------------ one read for the whole run
+    def prefetch(self, comps: list) -> None:
+        """Read every object the helm components apply or wait on with one `kubectl get`, and dry-run
+        (server-side) every one of them that exists with one `kubectl apply --dry-run=server`, instead
+        of both per component. Later steps take their view from here only while this run has written
+        nothing and only when every object they ask about was found here (see from_prefetch), so the
+        comparison is still against the live cluster, read in this run. A batch the API server refuses
+        (a kind not served yet, as on a first run) leaves nothing here: each step reads for itself."""
+        applied: list = []
+        read: list = []
+        for c in comps:
+            if c["delivery"] != "helm" or c["state"] != "present":
+                continue
+            ns = c["namespace"]
+            group = ([self.namespace_object(c)] if c["namespace_create"] else []) + list(c["manifests_before"]) \
+                + list(c["manifests"])
+            applied += [(o, ns) for o in group]
+            read += [Kubectl.with_ns(o, ns) for o in group]
+            read += [ready_object(r) for r in c["ready"]]
+        if not read:
+            return
+        current = self.kubectl.get_many(read, "", one_by_one=False)
+        if current is None:
+            return
+        unique: dict = {}
+        for o, ns in applied:
+            stored = find(current, o, ns)
+            if stored is not None:
+                unique.setdefault(object_key(stored), Kubectl.with_ns(o, ns))
+        dry: dict = {}
+        if unique:
+            batch = list(unique.values())
+            try:
+                results = self.kubectl.apply(batch, "", dry_run=True, secret=any(is_secret(o) for o in batch))
+            except CliError:
+                return
+            dry = {object_key(after): after for after in results}
+        self._seen, self._dry = current, dry
+
+    def from_prefetch(self, objects: list, ns: str) -> dict | None:
+        """The prefetched view of objects (keyed as the server stores them), or None when it cannot stand
+        for a fresh read: this run has written something since, or one of them was not found there."""
+        if self._seen is None:
+            return None
+        out = {}
+        for o in objects:
+            stored = find(self._seen, o, ns)
+            if stored is None:
+                return None
+            out[object_key(stored)] = stored
+        return out
+
+    def wrote(self) -> None:
+        """This run changes the cluster: from here on every step reads the live state again."""
+        self._seen, self._dry = None, {}
+
     def ensure_objects(self, c: dict, objects: list, *, wait_api: bool = False, policy: str = "upgrade") -> None:
         """Create or update objects (server-side apply), only those that differ; predict in check mode."""
         if not objects:
             return
         ns = c["namespace"]
-        if wait_api and not self.check:
-            self.wait_for_apis(c, objects)
-        current = self.kubectl.get_many(objects, ns)
+        current = self.from_prefetch(objects, ns)
+        dried = None
+        if current is not None and policy == "upgrade":
+            # Every object exists, so its API is served; the dry run was made for each in prefetch().
+            dried = [self._dry[k] for k in current if k in self._dry]
+            if len(dried) != len(current):
+                current, dried = None, None
+        if current is None:
+            if wait_api and not self.check:
+                self.wait_for_apis(c, objects)
+            current = self.kubectl.get_many(objects, ns)
         missing = [o for o in objects if find(current, o, ns) is None]
         existing = [o for o in objects if find(current, o, ns) is not None and policy == "upgrade"]
         todo = list(missing)
         if existing:
             secret = any(is_secret(o) for o in existing)
-            for after in self.kubectl.apply(existing, ns, dry_run=True, secret=secret):
+            if dried is None:
+                dried = self.kubectl.apply(existing, ns, dry_run=True, secret=secret)
+            for after in dried:
                 key = object_key(after)
                 src = next(o for o in existing if same_object(object_key(o, ns), key))
                 before = find(current, src, ns)
@@ -276,6 +351,7 @@ class Delivery:
         for o in missing:
             self.record(c, label(Kubectl.with_ns(o, ns)), "create", "", mask_object(o))
         if todo and not self.check:
+            self.wrote()
             self.kubectl.apply(todo, ns, secret=any(is_secret(o) for o in todo))
 
     def wait_for_apis(self, c: dict, objects: list) -> None:
@@ -298,6 +374,7 @@ class Delivery:
             stored = find(current, o, c["namespace"])
             self.record(c, label(stored), f"delete ({what})", mask_object(comparable(stored)), "")
         if gone and not self.check:
+            self.wrote()
             self.kubectl.delete(gone, c["namespace"], timeout=c["timeout"])
 
     # ------------------------------------------------------------------ helm delivery
@@ -354,6 +431,7 @@ class Delivery:
         self.record(c, f"release {c['name']}", "upgrade" if current else "install", shown_before, shown_after)
         if not self.check:
             path, _info = self.fetch_chart(c)
+            self.wrote()
             self.helm.upgrade(c["name"], path, c["namespace"], c["values"], timeout=c["timeout"],
                               secret=c["sensitive"])
             self._releases = None
@@ -381,6 +459,7 @@ class Delivery:
         if c["chart"] and self.release(c) is not None:
             self.record(c, f"release {c['name']}", "uninstall", {"release": f"{c['name']} in {ns}"}, "")
             if not self.check:
+                self.wrote()
                 self.helm.uninstall(c["name"], ns, c["timeout"])
                 self._releases = None
         before = [m for m in c["manifests_before"]
@@ -404,10 +483,11 @@ class Delivery:
             return
         deadline = self.clock() + c["timeout"]
         while True:
-            objs = [{"apiVersion": r["api_version"], "kind": r["kind"],
-                     "metadata": dict({"name": r["name"]}, **({"namespace": r["namespace"]} if r["namespace"] else {}))}
-                    for r in checks]
-            found = self.kubectl.get_many(objs, "")
+            objs = [ready_object(r) for r in checks]
+            found = self.from_prefetch(objs, "")
+            fetched = found is not None
+            if not fetched:
+                found = self.kubectl.get_many(objs, "")
             waiting = []
             for r, o in zip(checks, objs, strict=True):
                 ok, why = satisfied(r, find(found, o, ""))
@@ -415,6 +495,10 @@ class Delivery:
                     waiting.append(f"{label(o)}: {why}")
             if not waiting:
                 return
+            if fetched:
+                # Not ready when prefetched: the cluster is moving, every later read is a live one.
+                self.wrote()
+                continue
             if self.clock() > deadline:
                 raise CliError(f"component {c['name']}: not ready after {c['timeout']} s - " + "; ".join(waiting))
             self.sleep(self.p["poll_delay"])

@@ -81,13 +81,17 @@ class Kubectl(Cli):
         data = self.run(["version", "-o", "json", "--request-timeout=20s"]).json() or {}
         return (data.get("serverVersion") or {}).get("gitVersion", "")
 
-    def get_many(self, objects: Sequence[dict], default_ns: str) -> dict[tuple[str, str, str, str], dict]:
-        """The objects that exist, by key; kinds whose API is not served count as absent."""
+    def get_many(self, objects: Sequence[dict], default_ns: str,
+                 one_by_one: bool = True) -> dict[tuple[str, str, str, str], dict] | None:
+        """The objects that exist, by key; kinds whose API is not served count as absent. When the batch
+        fails (one unknown kind fails it all) and one_by_one is false, None instead of a lookup per object."""
         found: dict[tuple[str, str, str, str], dict] = {}
         if not objects:
             return found
         batch = [self.with_ns(o, default_ns) for o in objects]
         res = self.run(["get", "-f", "-", "-o", "json", "--ignore-not-found"], data=self.stream(batch), check=False)
+        if res.rc != 0 and not one_by_one:
+            return None
         if res.rc != 0:
             # One unknown kind fails the whole batch: look the objects up one by one.
             if len(batch) == 1:

@@ -442,6 +442,7 @@ def run(module, p: dict, result: dict, workdir: str) -> dict | None:
     if p["action"] == "preflight":
         return None
     try:
+        d.prefetch(comps)
         for c in comps:
             if c["delivery"] == "helm":
                 (d.remove_helm if c["state"] == "absent" else d.deliver_helm)(c)

@@ -28,6 +28,7 @@ class FakeKubectl:
         self.objects = {}
         self.writes = []
         self.served = set()
+        self.unserved = set()
         self.calls = 0
 
     def _stored(self, o, ns):
@@ -41,13 +42,15 @@ class FakeKubectl:
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
         return s
 
-    def get_many(self, objects, ns):
+    def get_many(self, objects, ns, one_by_one=True):
         self.calls += 1
+        if not one_by_one and any((o["apiVersion"], o["kind"]) in self.unserved for o in objects):
+            return None
         out = {}
         for o in objects:
             k = object_key(self._stored(o, ns))
             if k in self.objects:
-                out[k] = self.objects[k]
+                out[k] = copy.deepcopy(self.objects[k])  # kubectl prints a copy, never the stored object
         return out
 
     def apply(self, objects, ns, dry_run=False, secret=False):
@@ -64,7 +67,7 @@ class FakeKubectl:
             if not dry_run:
                 self.writes.append(("apply", key))
                 self.objects[key] = stored
-            out.append(stored)
+            out.append(copy.deepcopy(stored))
         return out
 
     def delete(self, objects, ns, wait=True, timeout=300):
@@ -294,3 +297,85 @@ def test_a_release_left_pending_is_named_with_the_command_that_settles_it(status
         d.ensure_release(component(values={"replicaCount": 2}))
     assert f"stuck in {status}" in err.value.msg and f"run `{command}`" in err.value.msg
     assert helm.writes == [], "nothing may be tried on a pending release"
+
+
+def two_components():
+    second = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other"}, "data": {"c": "d"}}
+    return [component(), component(name="world", namespace="world", manifests=[second])]
+
+
+def rerun(kube, helm, comps, check=False):
+    d = rt.Delivery(FakeModule(check=check), {"poll_delay": 0, "values_check": True, "render_check": True},
+                    kube, helm, "/nonexistent", sleep=lambda s: None)
+    d.fetch_chart = lambda c: (f"{c['chart']['name']}-{c['chart']['version']}", None)
+    kube.writes.clear()
+    helm.writes.clear()
+    kube.calls = 0
+    d.prefetch(comps)
+    for c in comps:
+        d.deliver_helm(c)
+    return d
+
+
+def test_a_no_op_rerun_reads_the_cluster_once_for_every_component():
+    d, kube, helm = delivery()
+    kube.served.add(("v1", "ConfigMap"))
+    comps = two_components()
+    for c in comps:
+        d.deliver_helm(c)
+    d2 = rerun(kube, helm, comps)
+    assert d2.changes == [] and kube.writes == [] and helm.writes == []
+    # One get and one server-side dry run for both components, not two of each per component.
+    assert kube.calls == 2
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_a_manual_change_in_the_cluster_is_still_found_and_repaired_with_the_prefetch(check):
+    d, kube, helm = delivery()
+    kube.served.add(("v1", "ConfigMap"))
+    comps = two_components()
+    for c in comps:
+        d.deliver_helm(c)
+    # By hand: one ConfigMap edited, the other deleted.
+    kube.objects[("", "ConfigMap", "hello", "extra")]["data"] = {"a": "edited by hand"}
+    kube.objects.pop(("", "ConfigMap", "world", "other"))
+    d2 = rerun(kube, helm, comps, check=check)
+    assert [(c["object"], c["action"]) for c in d2.changes] == [
+        ("ConfigMap/hello/extra", "update"), ("ConfigMap/world/other", "create")]
+    if check:
+        assert kube.writes == []
+    else:
+        assert kube.writes == [("apply", ("", "ConfigMap", "hello", "extra")),
+                               ("apply", ("", "ConfigMap", "world", "other"))]
+        assert kube.objects[("", "ConfigMap", "hello", "extra")]["data"] == {"a": "b"}
+        assert rerun(kube, helm, comps).changes == []
+
+
+def test_after_a_write_later_components_read_the_live_cluster_again():
+    d, kube, helm = delivery()
+    kube.served.add(("v1", "ConfigMap"))
+    comps = two_components()
+    for c in comps:
+        d.deliver_helm(c)
+    upgrade = helm.upgrade
+
+    def upgrade_that_touches_the_other_component(name, path, ns, values, **kw):
+        # A chart upgrade that changes an object of a later component (after the prefetch read it).
+        upgrade(name, path, ns, values, **kw)
+        kube.objects[("", "ConfigMap", "world", "other")]["data"] = {"c": "changed by the first chart"}
+
+    helm.upgrade = upgrade_that_touches_the_other_component
+    comps[0] = component(values={"replicaCount": 2})
+    d2 = rerun(kube, helm, comps)
+    assert ("ConfigMap/world/other", "update") in [(c["object"], c["action"]) for c in d2.changes]
+    assert kube.objects[("", "ConfigMap", "world", "other")]["data"] == {"c": "d"}
+
+
+def test_a_kind_not_served_yet_leaves_each_step_to_read_for_itself():
+    d, kube, _helm = delivery()
+    kube.served.add(("v1", "ConfigMap"))
+    widget = {"apiVersion": "lab.homecluster.dev/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    kube.unserved.add(("lab.homecluster.dev/v1", "Widget"))
+    comps = [component(), component(name="world", namespace="world", manifests_before=[widget])]
+    d.prefetch(comps)
+    assert d.from_prefetch([component()["manifests"][0]], "hello") is None
