@@ -50,5 +50,3 @@ def ceph_args(ceph_cluster):
 def run_module():
     """Run a module of this collection in its own process, as Ansible does."""
     return modrun.run_module
-
-

@@ -106,7 +106,7 @@ def vms():
 
 def macs():
     out = {}
-    for name, (node, vmid, _, _) in VMS.items():
+    for name, (node, vmid, _ip, _mac) in VMS.items():
         r = requests.get(f"https://127.0.0.1:{PORT}/api2/json/nodes/{node}/qemu/{vmid}/config",
                          headers={"Authorization": f"PVEAPIToken=automation@pve!ansible={TOKEN}"}, timeout=10,
                          verify=str(SIM_DIR["dir"] / "ca.pem"))
@@ -149,15 +149,15 @@ def test_ctrl_c_at_a_random_task_then_the_rerun_converges(fresh_sim, part):
     else:
         k = rng.randint(1, half) if part == "first half" else rng.randint(half + 1, len(tasks))
     where = f"seed {SEED}, interrupted at task {k} of {len(tasks)}: {tasks[k - 1]}"
-    rc, out, _ = playbook(fresh_sim, interrupt_at=k, rng=rng)
+    rc, out, _err = playbook(fresh_sim, interrupt_at=k, rng=rng)
     assert rc != 0, f"the interrupted run claimed success ({where})"
     print(f"{where}; VMs left by the interrupted run: {vms()}")  # shown with -s, for the record
-    rc, out, _ = playbook(fresh_sim)
+    rc, out, _err = playbook(fresh_sim)
     assert rc == 0, f"the rerun after Ctrl-C failed ({where}):\n{out[-3000:]}"
-    assert vms() == sorted((vmid, node) for node, vmid, _, _ in VMS.values()), f"VMs not exactly once ({where})"
+    assert vms() == sorted((vmid, node) for node, vmid, _ip, _mac in VMS.values()), f"VMs not exactly once ({where})"
     for name, net0 in macs().items():
         assert VMS[name][3].lower() in net0.lower(), f"{name}'s MAC changed: {net0} ({where})"
-    rc, out, _ = playbook(fresh_sim)
+    rc, out, _err = playbook(fresh_sim)
     totals = recap(out)
     assert rc == 0 and totals and totals["changed"] == 0, \
         f"a third run changed something ({where}): {totals}\n{out[-4000:]}"

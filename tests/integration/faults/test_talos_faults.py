@@ -52,7 +52,7 @@ def cluster(tmp_path_factory):
                             str(cfg / f"{kind}.yaml")], check=True, capture_output=True, timeout=60)
         subprocess.run([talos, "--talosconfig", str(cfg / "talosconfig"), "config", "endpoint", CP], check=True,
                        capture_output=True)
-        for _ in range(120):
+        for _attempt in range(120):
             if talosctl(cfg, "-n", f"{CP},{W1}", "version", "--short", check=False).returncode == 0:
                 break
             time.sleep(0.5)

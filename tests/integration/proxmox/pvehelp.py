@@ -10,7 +10,8 @@ from pathlib import Path
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-from modrun import run_module  # noqa: F401 - re-exported to the proxmox tests
+# re-exported to the proxmox tests
+from modrun import run_module  # noqa: F401  # pylint: disable=unused-import
 
 sys.path.insert(0, str(REPO_ROOT / "lab" / "proxmox_sim"))
 import pvesim_cli as cli
@@ -78,5 +79,3 @@ def sim_config(**tokens):
 def conn(sim, user="automation@pve", token="ansible", secret=TOKEN):  # noqa: S107 - lab token
     return {"api_host": "127.0.0.1", "api_port": sim.port, "api_user": user, "api_token_id": token,
             "api_token_secret": secret, "ca_path": sim.ca, "task_timeout": 60}
-
-
