@@ -437,6 +437,16 @@ class Delivery:
             self._releases = None
             self._values.pop((c["name"], c["namespace"]), None)
 
+    def deliver(self, c: dict) -> None:
+        """Install, upgrade or remove one helm component. Every failure names the component it stopped in:
+        a kubectl read cut off by an API server restart, for one, says only which object it was reading."""
+        try:
+            (self.remove_helm if c["state"] == "absent" else self.deliver_helm)(c)
+        except CliError as e:
+            if c["name"] not in e.msg.split(":", 1)[0]:
+                e.msg = f"component {c['name']}: {e.msg}"
+            raise
+
     def deliver_helm(self, c: dict) -> None:
         if c["namespace_create"]:
             self.ensure_objects(c, [self.namespace_object(c)])

@@ -445,7 +445,7 @@ def run(module, p: dict, result: dict, workdir: str) -> dict | None:
         d.prefetch(comps)
         for c in comps:
             if c["delivery"] == "helm":
-                (d.remove_helm if c["state"] == "absent" else d.deliver_helm)(c)
+                d.deliver(c)
         flux = [c for c in comps if c["delivery"] == "flux"]
         if flux:
             commit = deliver_flux(module, d, flux, p)

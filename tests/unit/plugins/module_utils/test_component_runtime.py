@@ -293,7 +293,7 @@ def test_a_release_left_pending_is_named_with_the_command_that_settles_it(status
         return out
 
     helm.releases = pending
-    with pytest.raises(rt.CliError) as err:
+    with pytest.raises(CliError) as err:
         d.ensure_release(component(values={"replicaCount": 2}))
     assert f"stuck in {status}" in err.value.msg and f"run `{command}`" in err.value.msg
     assert helm.writes == [], "nothing may be tried on a pending release"
@@ -379,3 +379,23 @@ def test_a_kind_not_served_yet_leaves_each_step_to_read_for_itself():
     comps = [component(), component(name="world", namespace="world", manifests_before=[widget])]
     d.prefetch(comps)
     assert d.from_prefetch([component()["manifests"][0]], "hello") is None
+
+
+def test_a_failure_inside_a_component_names_the_component():
+    d, kube, helm = delivery()
+
+    def refused(objects, ns, one_by_one=True):
+        raise CliError("kubectl get Namespace/hello failed: The connection to the server 127.0.0.1:6443 was refused")
+    kube.get_many = refused
+    with pytest.raises(CliError) as err:
+        d.deliver(component(name="web", namespace="hello"))
+    assert err.value.msg.startswith("component web: kubectl get Namespace/hello failed"), err.value.msg
+    # a message that already names it is left alone
+    kube.get_many = FakeKubectl().get_many
+
+    def not_ready(c):
+        raise CliError("component web: not ready after 5 s")
+    d.deliver_helm = not_ready
+    with pytest.raises(CliError) as err:
+        d.deliver(component(name="web", namespace="hello"))
+    assert err.value.msg == "component web: not ready after 5 s"
