@@ -93,10 +93,8 @@ from ansible_collections.homecluster.platform.plugins.module_utils._certs import
 from ansible_collections.homecluster.platform.plugins.module_utils._talosctl import (
     Talosctl,
     TalosctlError,
-    file_mode,
-    redact,
     talosctl_argument_spec,
-    write_private_file,
+    write_yaml_credentials,
 )
 
 try:
@@ -189,14 +187,10 @@ def main():
                                                p["renew_before_days"])
     except (yaml.YAMLError, KeyError, IndexError, TypeError) as exc:
         module.fail_json(msg=f"talosctl returned a kubeconfig this module cannot read: {exc}")
-    changed = canonical(desired) != canonical(existing) or (bool(existing) and file_mode(dest) != 0o600)
-    result = {"changed": changed, "dest": dest, "context": name, "server": server, "renewed": changed and renewed}
-    if module._diff and changed:
-        result["diff"] = {"before": yaml.safe_dump(redact(existing), sort_keys=True) if existing else "",
-                          "after": yaml.safe_dump(redact(desired), sort_keys=True),
-                          "before_header": dest, "after_header": dest}
-    if changed and not module.check_mode:
-        write_private_file(dest, yaml.safe_dump(desired, sort_keys=False), 0o600, module=module)
+    result = {"changed": False, "dest": dest, "context": name, "server": server}
+    changed = write_yaml_credentials(module, result, dest, existing, desired,
+                                     changed=canonical(desired) != canonical(existing))
+    result["renewed"] = changed and renewed
     module.exit_json(**result)
 
 

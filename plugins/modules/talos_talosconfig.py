@@ -118,10 +118,8 @@ from ansible_collections.homecluster.platform.plugins.module_utils._talosctl imp
     PrivateDir,
     Talosctl,
     TalosctlError,
-    file_mode,
-    redact,
     talosctl_argument_spec,
-    write_private_file,
+    write_yaml_credentials,
 )
 
 try:
@@ -203,15 +201,7 @@ def main():
     desired["context"] = name
     desired["contexts"] = contexts
 
-    result["changed"] = desired != existing or (os.path.exists(dest) and file_mode(dest) != 0o600)
-    if module._diff and result["changed"]:
-        result["diff"] = {
-            "before": yaml.safe_dump(redact(existing), sort_keys=True) if existing else "",
-            "after": yaml.safe_dump(redact(desired), sort_keys=True),
-            "before_header": dest, "after_header": dest,
-        }
-    if result["changed"] and not module.check_mode:
-        write_private_file(dest, yaml.safe_dump(desired, sort_keys=False), 0o600, module=module)
+    write_yaml_credentials(module, result, dest, existing, desired, changed=desired != existing)
     module.exit_json(**result)
 
 

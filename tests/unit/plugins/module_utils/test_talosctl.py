@@ -203,3 +203,39 @@ def test_recorded_etcd_members():
     assert len(rows) == 9
     assert {r["hostname"] for r in rows} == {"cp1", "cp2", "cp3"}
     assert rows[0]["client_urls"].startswith("https://127.0.20.")
+
+
+class FakeModule:
+    def __init__(self, *, diff=False, check_mode=False):
+        self._diff = diff
+        self.check_mode = check_mode
+
+
+def test_write_yaml_credentials_writes_0600_and_shows_only_fingerprints(tmp_path):
+    dest = str(tmp_path / "kubeconfig")
+    result = {}
+    desired = {"users": [{"name": "admin", "user": {"client-key-data": "S0VZ"}}]}
+    assert t.write_yaml_credentials(FakeModule(diff=True), result, dest, {}, desired, changed=True) is True
+    assert result["changed"] is True
+    assert result["diff"]["before"] == ""
+    assert "S0VZ" not in result["diff"]["after"] and "redacted sha256:" in result["diff"]["after"]
+    assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
+    assert "S0VZ" in (tmp_path / "kubeconfig").read_text()
+
+
+def test_write_yaml_credentials_same_content_wrong_mode_is_a_change(tmp_path):
+    path = tmp_path / "talosconfig"
+    path.write_text("context: a\n")
+    os.chmod(path, 0o644)
+    check = {}
+    assert t.write_yaml_credentials(FakeModule(check_mode=True), check, str(path), {"context": "a"},
+                                    {"context": "a"}, changed=False) is True
+    assert check == {"changed": True}
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644  # check mode touches nothing
+    applied = {}
+    t.write_yaml_credentials(FakeModule(), applied, str(path), {"context": "a"}, {"context": "a"}, changed=False)
+    assert applied["changed"] is True and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    again = {}
+    assert t.write_yaml_credentials(FakeModule(diff=True), again, str(path), {"context": "a"}, {"context": "a"},
+                                    changed=False) is False
+    assert again == {"changed": False}
