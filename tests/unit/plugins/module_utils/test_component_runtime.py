@@ -382,7 +382,7 @@ def test_a_kind_not_served_yet_leaves_each_step_to_read_for_itself():
 
 
 def test_a_failure_inside_a_component_names_the_component():
-    d, kube, helm = delivery()
+    d, kube, _helm = delivery()
 
     def refused(objects, ns, one_by_one=True):
         raise CliError("kubectl get Namespace/hello failed: The connection to the server 127.0.0.1:6443 was refused")
