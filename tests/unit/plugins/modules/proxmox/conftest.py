@@ -6,7 +6,6 @@ import copy
 import json
 
 import pytest
-from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.homecluster.platform.plugins.module_utils._proxmox import ProxmoxError
 
@@ -26,13 +25,6 @@ RUNNING_CONFIG = {
     "ide0": "local-lvm:vm-811-cloudinit,media=cdrom", "ipconfig0": "ip=192.168.20.11/24,gw=192.168.20.1",
     "tags": "controlplane;talos", "description": "Talos node", "digest": "337654e6c99710349b26cc46dc2c34ca663573de",
 }
-
-
-class ModuleExit(Exception):
-    def __init__(self, result, failed):
-        super().__init__(result.get("msg", ""))
-        self.result = result
-        self.failed = failed
 
 
 class FakeClient:
@@ -106,22 +98,15 @@ def fake(monkeypatch):
 
 
 @pytest.fixture
-def run_module(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ModuleExit(kwargs, failed=False)
-
-    def fail_json(self, **kwargs):
-        raise ModuleExit(kwargs, failed=True)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-
+def run_module(module_exit):
+    """The shared runner (tests/unit/plugins/modules/conftest.py) with the connection options added,
+    and the token never in a result."""
     def run(main, args, check_mode=False, diff=False):
         full = {**CONN, **args, "_ansible_check_mode": check_mode, "_ansible_diff": diff}
         with patch_module_args(full):
             try:
                 main()
-            except ModuleExit as e:
+            except module_exit as e:
                 assert "s3cr3t-token" not in json.dumps(e.result, default=str)
                 return e
         raise AssertionError("module did not exit")

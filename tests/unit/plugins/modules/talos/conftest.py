@@ -2,12 +2,9 @@
 """Helpers to run talos_* modules in-process against recorded talosctl output."""
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.homecluster.platform.plugins.module_utils import _talosctl
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "talosctl")
@@ -16,13 +13,6 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "talosctl")
 def fixture(name):
     with open(os.path.join(FIXTURES, name)) as handle:
         return handle.read()
-
-
-class ModuleExit(Exception):
-    def __init__(self, result, failed):
-        super().__init__(result.get("msg", ""))
-        self.result = result
-        self.failed = failed
 
 
 class FakeTalosctl:
@@ -74,25 +64,3 @@ def talosctl(monkeypatch):
                         lambda self, cmd, data, timeout: fake(cmd, data, timeout))
     monkeypatch.setattr(_talosctl, "find_binary", lambda module, path=None: "/usr/bin/talosctl")
     return fake
-
-
-@pytest.fixture
-def run_module(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ModuleExit(kwargs, False)
-
-    def fail_json(self, **kwargs):
-        raise ModuleExit(kwargs, True)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-
-    def run(main, args, check_mode=False, diff=False):
-        args = dict(args)
-        args["_ansible_check_mode"] = check_mode
-        args["_ansible_diff"] = diff
-        with patch_module_args(json.loads(json.dumps(args))), pytest.raises(ModuleExit) as info:
-            main()
-        return info.value
-
-    return run

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Run ceph_* modules in-process: exit_json/fail_json become an exception carrying the result."""
+"""Run the collection's modules in-process: exit_json and fail_json raise an exception that carries
+the result, so a test reads what the module would have returned to Ansible."""
 from __future__ import annotations
 
 import json
@@ -17,7 +18,8 @@ class ModuleExit(Exception):
 
 
 @pytest.fixture
-def run_module(monkeypatch):
+def module_exit(monkeypatch):
+    """exit_json/fail_json raise ModuleExit (returned, for conftests that wrap main() themselves)."""
     def exit_json(self, **kwargs):
         raise ModuleExit(kwargs, False)
 
@@ -26,12 +28,14 @@ def run_module(monkeypatch):
 
     monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
     monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    return ModuleExit
 
+
+@pytest.fixture
+def run_module(module_exit):
     def run(main, args, check_mode=False, diff=False):
-        args = dict(args)
-        args["_ansible_check_mode"] = check_mode
-        args["_ansible_diff"] = diff
-        with patch_module_args(json.loads(json.dumps(args))), pytest.raises(ModuleExit) as info:
+        args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+        with patch_module_args(json.loads(json.dumps(args))), pytest.raises(module_exit) as info:
             main()
         return info.value
 
