@@ -18,6 +18,7 @@ description:
 author:
   - HomeCluster developers (@homecluster)
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -25,11 +26,6 @@ attributes:
   diff_mode:
     support: full
     details: shows whether the key file is created and its mode fixed, never the key.
-  idempotent:
-    description: A second run with the same inputs reports no change.
-    support: full
-  platform:
-    platforms: posix
 options:
   path:
     description: Key file on the controller.

@@ -25,6 +25,7 @@ description:
 author:
   - HomeCluster developers (@homecluster)
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.cloudflare
 attributes:
@@ -34,11 +35,6 @@ attributes:
   diff_mode:
     support: full
     details: the tunnel, its ingress rules and DNS records before and after; never the secret.
-  idempotent:
-    description: A second run with the same inputs reports no change.
-    support: full
-  platform:
-    platforms: posix
 options:
   account_id:
     description: Cloudflare account id (32 hex digits) that owns the tunnel.

@@ -30,6 +30,7 @@ description:
 author:
   - HomeCluster developers (@homecluster)
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -37,11 +38,6 @@ attributes:
   diff_mode:
     support: full
     details: secret values are masked; the diff tells which keys change, never their values.
-  idempotent:
-    description: A second run with the same inputs reports no change.
-    support: full
-  platform:
-    platforms: posix
 options:
   path:
     description: Local clone of the repository. Created when missing. Owned by this module; local

@@ -25,6 +25,7 @@ description:
 author:
   - HomeCluster developers (@homecluster)
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -36,8 +37,6 @@ attributes:
   idempotent:
     description: A second run with the same inputs reports no change (with O(update_secrets=false)).
     support: full
-  platform:
-    platforms: posix
 options:
   url:
     description: Harbor's external URL (C(https://harbor.example.org)); the API is under C(/api/v2.0).

@@ -37,6 +37,7 @@ description:
 author:
   - HomeCluster developers (@homecluster)
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -47,8 +48,6 @@ attributes:
   idempotent:
     description: A second run with the same inputs reports no change and writes nothing.
     support: full
-  platform:
-    platforms: posix
 options:
   components:
     description:

@@ -58,6 +58,7 @@ options:
 notes:
   - Runs on the controller as an action plugin (no module round trip); the module is its fallback.
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -67,8 +68,6 @@ attributes:
   idempotent:
     description: Reads and changes nothing.
     support: full
-  platform:
-    platforms: posix
 author:
   - HomeCluster developers (@homecluster)
 """

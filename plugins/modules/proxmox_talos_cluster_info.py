@@ -18,6 +18,7 @@ description:
   - Used by the C(proxmox_vm) role's preflight to refuse a VMID held by a VM of another name and
     an unknown node before anything changes. Read-only.
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.proxmox
 attributes:
@@ -28,8 +29,6 @@ attributes:
   idempotent:
     description: A second run with the same inputs reports no change and makes no write call.
     support: full
-  platform:
-    platforms: posix
 author:
   - HomeCluster developers (@homecluster)
 """

@@ -57,6 +57,7 @@ options:
     description: File name on the storage; defaults to C(talos-<version>-<schematic[:12]>-<platform>-<arch>.iso).
     type: str
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.proxmox
 attributes:
@@ -68,8 +69,6 @@ attributes:
   idempotent:
     description: A second run with the same inputs reports no change and makes no write call.
     support: full
-  platform:
-    platforms: posix
 author:
   - HomeCluster developers (@homecluster)
 """

@@ -179,6 +179,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.proxmox
 attributes:
@@ -191,8 +192,6 @@ attributes:
   idempotent:
     description: A second run with the same inputs reports no change and makes no write call.
     support: full
-  platform:
-    platforms: posix
 author:
   - HomeCluster developers (@homecluster)
 """

@@ -20,6 +20,7 @@ description:
 author:
   - HomeCluster developers (@homecluster)
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -27,11 +28,6 @@ attributes:
   diff_mode:
     support: full
     details: values are masked; the diff tells which keys change, never their values.
-  idempotent:
-    description: A second run with the same inputs reports no change.
-    support: full
-  platform:
-    platforms: posix
 options:
   dest:
     description: Encrypted file to write. Its directory must exist.

@@ -51,6 +51,7 @@ options:
     default: auto
     choices: [auto, always, never]
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
@@ -60,11 +61,6 @@ attributes:
   diff_mode:
     support: full
     details: The diff is the one Talos computes against its running config, with secrets masked.
-  idempotent:
-    description: A second run with the same inputs reports no change.
-    support: full
-  platform:
-    platforms: posix
 author:
   - HomeCluster developers (@homecluster)
 """

@@ -37,6 +37,7 @@ options:
     description: Restore etcd from this snapshot file instead of starting empty (C(--recover-from)).
     type: path
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
@@ -45,11 +46,6 @@ attributes:
     details: Check mode asks etcd and reports whether a bootstrap would happen.
   diff_mode:
     support: none
-  idempotent:
-    description: A second run with the same inputs reports no change.
-    support: full
-  platform:
-    platforms: posix
 author:
   - HomeCluster developers (@homecluster)
 """

@@ -44,6 +44,7 @@ options:
       - Default E(SOPS_AGE_KEY_FILE), then C(~/.config/sops/age/keys.txt).
     type: path
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
@@ -55,8 +56,6 @@ attributes:
   idempotent:
     description: It only reads; every run reports no change.
     support: full
-  platform:
-    platforms: posix
 requirements:
   - cryptography
   - PyYAML

@@ -60,6 +60,7 @@ options:
     type: int
     default: 300
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
@@ -74,8 +75,6 @@ attributes:
   idempotent:
     support: full
     description: The restored snapshot is recorded; restoring it again needs O(force).
-  platform:
-    platforms: posix
 author:
   - HomeCluster developers (@homecluster)
 """

@@ -33,6 +33,7 @@ options:
     type: int
     default: 7
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
@@ -44,8 +45,6 @@ attributes:
   idempotent:
     support: none
     description: Each run takes a new snapshot.
-  platform:
-    platforms: posix
 author:
   - HomeCluster developers (@homecluster)
 """

@@ -30,6 +30,7 @@ options:
     type: int
     default: 2
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
@@ -38,11 +39,6 @@ attributes:
     details: Read-only; check mode waits the same way.
   diff_mode:
     support: none
-  idempotent:
-    description: A second run with the same inputs reports no change.
-    support: full
-  platform:
-    platforms: posix
 author:
   - HomeCluster developers (@homecluster)
 """

@@ -34,6 +34,7 @@ options:
     default: [version, status, services, etcd]
     choices: [version, status, services, etcd, disks]
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
@@ -41,11 +42,6 @@ attributes:
     support: full
   diff_mode:
     support: none
-  idempotent:
-    description: A second run with the same inputs reports no change.
-    support: full
-  platform:
-    platforms: posix
 author:
   - HomeCluster developers (@homecluster)
 """

@@ -36,6 +36,7 @@ options:
     type: int
     default: 30
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
@@ -45,11 +46,6 @@ attributes:
   diff_mode:
     support: full
     details: Keys and certificates are shown as fingerprints.
-  idempotent:
-    description: A second run with the same inputs reports no change.
-    support: full
-  platform:
-    platforms: posix
 author:
   - HomeCluster developers (@homecluster)
 """

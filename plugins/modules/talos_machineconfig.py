@@ -98,6 +98,7 @@ options:
       - When not set, E(SOPS_AGE_KEY_FILE), then sops' default C(~/.config/sops/age/keys.txt).
     type: path
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
@@ -107,11 +108,6 @@ attributes:
   diff_mode:
     support: full
     details: Keys, certificates and tokens are shown as fingerprints.
-  idempotent:
-    description: A second run with the same inputs reports no change.
-    support: full
-  platform:
-    platforms: posix
 author:
   - HomeCluster developers (@homecluster)
 """

@@ -32,6 +32,7 @@ options:
     type: raw
     default: '0600'
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
@@ -40,11 +41,6 @@ attributes:
   diff_mode:
     support: full
     details: The diff shows the file state and mode, never the secrets.
-  idempotent:
-    description: A second run with the same inputs reports no change.
-    support: full
-  platform:
-    platforms: posix
 author:
   - HomeCluster developers (@homecluster)
 """

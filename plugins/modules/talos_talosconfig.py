@@ -63,6 +63,7 @@ options:
     description: Config format contract passed to C(gen config).
     type: str
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
@@ -71,11 +72,6 @@ attributes:
   diff_mode:
     support: full
     details: Keys and certificates are shown as fingerprints.
-  idempotent:
-    description: A second run with the same inputs reports no change.
-    support: full
-  platform:
-    platforms: posix
 author:
   - HomeCluster developers (@homecluster)
 """

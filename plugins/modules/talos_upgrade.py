@@ -57,6 +57,7 @@ options:
     type: int
     default: 300
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
@@ -69,8 +70,6 @@ attributes:
   idempotent:
     description: A node running the target version and schematic is not touched.
     support: full
-  platform:
-    platforms: posix
 author:
   - HomeCluster developers (@homecluster)
 """

@@ -44,6 +44,7 @@ options:
     type: int
     default: 180
 extends_documentation_fragment:
+  - homecluster.platform.attributes
   - ansible.builtin.action_common_attributes
   - homecluster.platform.talosctl
 attributes:
@@ -55,8 +56,6 @@ attributes:
   idempotent:
     support: full
     description: Never changes anything.
-  platform:
-    platforms: posix
 author:
   - HomeCluster developers (@homecluster)
 """
