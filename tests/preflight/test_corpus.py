@@ -73,7 +73,10 @@ def write_inventory(case: dict, dest: Path, sim_ca: Path) -> None:
             group["hosts"] = {}
     (dest / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
     base = {"proxmox_vm_api_host": SIM_ADDRESS, "proxmox_vm_ca_path": str(sim_ca), "proxmox_vm_wait_timeout": 5,
-            "proxmox_vm_task_timeout": 10, "homecluster_preflight_chart_check": bool(case.get("chart_check"))}
+            "proxmox_vm_task_timeout": 10, "homecluster_preflight_chart_check": bool(case.get("chart_check")),
+            # inventories/lab reads the issuer's CA from lab/oidc_sim's state, which lab/up creates and
+            # no preflight case starts: a CA certificate of this run stands in for it
+            "platform_identity_issuer_ca": sim_ca.read_text()}
     (dest / "group_vars" / "all" / "zz_corpus_base.yml").write_text(yaml.safe_dump(base))
     if case.get("vars"):
         (dest / "group_vars" / "all" / "zz_corpus_case.yml").write_text(yaml.safe_dump(case["vars"]))
