@@ -10,6 +10,7 @@ kube-scheduler on a loopback address, with kwok giving nodes and pods their life
   lab/kube down   [--dir DIR]
   lab/kube status [--dir DIR]
   lab/kube node add    [--dir DIR] --name N --ip IP [--role worker|controlplane] [--label k=v]
+  lab/kube node stop [--dir DIR] --name N      (kubelet gone: the Node object stays and goes NotReady)
   lab/kube node remove [--dir DIR] --name N
 
 State (certificates, kubeconfigs, etcd data, logs, pids) lives in DIR, by default
@@ -539,6 +540,10 @@ def add_nodes(state: Path, specs: list[str], labels: dict[str, str] | None = Non
     fresh = [d for d in docs if f"node/{d['metadata']['name']}" not in existing]
     if fresh:
         kubectl(state, "create", "-f", "-", stdin=yaml.safe_dump_all(fresh))
+    # a node that was reset keeps its Node object (`node stop`); its kubelet reports again
+    back = [d["metadata"]["name"] for d in docs if d not in fresh]
+    if back:
+        kubectl(state, "annotate", "--overwrite", *[f"node/{n}" for n in back], f"{KWOK_ANNOTATION}=fake")
     names = [d["metadata"]["name"] for d in docs]
     kubectl(state, "wait", "--for=condition=Ready", *[f"node/{n}" for n in names], "--timeout=60s")
 
@@ -550,6 +555,12 @@ def node_cmd(args: argparse.Namespace) -> None:
         labels = dict(kv.split("=", 1) for kv in args.label or [])
         add_nodes(state, [f"{args.name}={args.ip}:{args.role}"], labels)
         print(f"node {args.name} Ready")
+    elif args.action == "stop":
+        # the kubelet is gone (a Talos reset or power off): the Node object stays, kwok stops its
+        # heartbeats and the controller-manager marks it NotReady after the grace period, as on Talos
+        if f"node/{args.name}" in kubectl(state, "get", "nodes", "-o", "name", check=False).stdout.split():
+            kubectl(state, "annotate", f"node/{args.name}", f"{KWOK_ANNOTATION}-")
+        print(f"node {args.name} stopped")
     else:
         kubectl(state, "delete", "node", args.name, "--ignore-not-found", "--wait=true")
         print(f"node {args.name} removed")
@@ -637,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     p_down.add_argument("--keep-data", action="store_true", help="keep etcd's data directory")
     with_dir(sub.add_parser("status", help="show processes, readiness and nodes"))
     p_node = with_dir(sub.add_parser("node", help="add or remove a kwok node"))
-    p_node.add_argument("action", choices=["add", "remove"])
+    p_node.add_argument("action", choices=["add", "stop", "remove"])
     p_node.add_argument("--name", required=True)
     p_node.add_argument("--ip", default="127.0.10.100")
     p_node.add_argument("--role", choices=["controlplane", "worker"], default="worker")

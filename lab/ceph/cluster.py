@@ -5,12 +5,20 @@ One monitor, one manager and N (default 3) memstore OSDs, all from the Debian pa
 (data, keyrings, pid files, admin sockets, logs) under one directory. Nothing touches /etc/ceph or
 /var/lib/ceph, so several clusters can run side by side on different loopback addresses.
 
-    cluster up --dir DIR [--address 127.0.0.1] [--osds 3] [--timeout 120]
+    cluster up --dir DIR [--address 127.0.0.1] [--osds 3] [--pool-size N] [--hosts w1,w2,w3] [--timeout 120]
     cluster status --dir DIR
+    cluster host-power --dir DIR NAME on|off
     cluster down --dir DIR [--purge]
 
 `up` prints the environment a client needs (CEPH_CONF, CEPH_KEYRING) and the seconds it took;
-DIR/env holds the same lines for a shell to source.
+DIR/env holds the same lines for a shell to source. With `--hosts`, OSD i sits under the CRUSH host
+bucket hosts[i % len(hosts)] (under root default, set as each OSD's `crush location` in ceph.conf,
+so a restarted OSD stays there) and DIR/hosts.json records {osd id: host}.
+
+`host-power NAME off` stops (SIGTERM, then waits until they are gone) the OSD daemons placed on
+host NAME, `on` starts them again - as a node losing and regaining power would. A NAME that holds
+no OSD, or a cluster made without `--hosts`, is a no-op; so is `on` for an OSD that runs already or
+was purged (no longer in `ceph osd ls`, or its data directory gone).
 """
 
 from __future__ import annotations
@@ -94,6 +102,7 @@ class Cluster:
         self.dir = Path(directory).resolve()
         self.conf = self.dir / "ceph.conf"
         self.keyring = self.dir / "ceph.client.admin.keyring"
+        self.hosts_file = self.dir / "hosts.json"
 
     # -- helpers ---------------------------------------------------------------------------
     def ceph(self, *args: str, timeout: float = 30, stdin: str | None = None) -> str:
@@ -132,7 +141,8 @@ class Cluster:
         return [f"CEPH_CONF={self.conf}", f"CEPH_KEYRING={self.keyring}"]
 
     # -- up --------------------------------------------------------------------------------
-    def up(self, *, address: str, osds: int, timeout: float, v1_port: int, v2_port: int, memstore_mb: int) -> float:
+    def up(self, *, address: str, osds: int, timeout: float, v1_port: int, v2_port: int, memstore_mb: int,
+           hosts: list[str] | None = None, pool_size: int = 0) -> float:
         started = time.monotonic()
         if self.conf.exists() and self.own_pids():
             raise ClusterError(f"a cluster already runs from {self.dir}; run 'down' first")
@@ -149,10 +159,16 @@ class Cluster:
                 v1_port=v1_port,
                 v2_port=v2_port,
                 dir=self.dir,
-                pool_size=min(3, osds),
+                pool_size=pool_size or min(3, osds),
                 memstore_bytes=memstore_mb * 1024 * 1024,
             )
         )
+        if hosts:
+            placement = {osd_id: hosts[osd_id % len(hosts)] for osd_id in range(osds)}
+            with self.conf.open("a") as conf:
+                for osd_id, host in placement.items():
+                    conf.write(f"\n[osd.{osd_id}]\ncrush location = root=default host={host}\n")
+            self.hosts_file.write_text(json.dumps({str(k): v for k, v in placement.items()}, indent=2) + "\n")
         mon_keyring = self.dir / "mon.keyring"  # mkfs writes mon/ceph-a/keyring itself
         authtool = ["ceph-authtool"]
         run([*authtool, "--create-keyring", str(mon_keyring), "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"])
@@ -199,10 +215,74 @@ class Cluster:
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             ))
         for osd_id, proc in enumerate(mkfs):
-            out, _ = proc.communicate(timeout=60)
+            out = proc.communicate(timeout=60)[0]
             if proc.returncode != 0:
                 raise ClusterError(f"ceph-osd --mkfs for osd.{osd_id} failed: {out.strip()}")
-            run(["ceph-osd", "--conf", str(self.conf), "-i", str(osd_id)])
+            self.start_osd(osd_id)
+
+    def start_osd(self, osd_id: int) -> None:
+        run(["ceph-osd", "--conf", str(self.conf), "-i", str(osd_id)])
+
+    # -- host-power ------------------------------------------------------------------------
+    def placement(self) -> dict[int, str]:
+        """{osd id: CRUSH host} from hosts.json; empty for a cluster made without --hosts."""
+        try:
+            return {int(k): v for k, v in json.loads(self.hosts_file.read_text()).items()}
+        except (OSError, ValueError):
+            return {}
+
+    def osd_pid(self, osd_id: int) -> int | None:
+        """The running ceph-osd of OSD_ID (its pid file, checked against the process's command line)."""
+        try:
+            pid = int((self.dir / "run" / f"osd.{osd_id}.pid").read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        args = [a.decode(errors="replace") for a in cmdline]
+        if not args[0].endswith("ceph-osd") or str(self.conf) not in args or "--mkfs" in args:
+            return None
+        if "-i" not in args or args[args.index("-i") + 1:args.index("-i") + 2] != [str(osd_id)]:
+            return None
+        return pid if alive(pid) else None
+
+    def host_power(self, host: str, power_on: bool, timeout: float = 8) -> list[int]:
+        """Stop or start the OSDs placed on HOST; return the OSD ids acted on."""
+        osds = sorted(i for i, h in self.placement().items() if h == host)
+        if power_on:
+            stopped = [i for i in osds if self.osd_pid(i) is None and (self.dir / f"osd/ceph-{i}").is_dir()]
+            if not stopped:
+                return []
+            known = self.osd_ids()
+            started = [i for i in stopped if known is None or i in known]
+            for osd_id in started:
+                self.start_osd(osd_id)
+            return started
+        pids = {i: self.osd_pid(i) for i in osds}
+        pids = {i: p for i, p in pids.items() if p is not None}
+        for pid in pids.values():
+            signal_pid(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(alive(p) for p in pids.values()):
+            time.sleep(0.05)
+        for pid in pids.values():
+            if alive(pid):
+                signal_pid(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and any(alive(p) for p in pids.values()):
+            time.sleep(0.05)
+        left = [i for i, p in pids.items() if alive(p)]
+        if left:
+            raise ClusterError(f"osd daemons {left} of host {host} still running after SIGKILL")
+        for osd_id in pids:  # ceph-osd leaves its pid file behind; a stale one could name another process later
+            (self.dir / "run" / f"osd.{osd_id}.pid").unlink(missing_ok=True)
+        return sorted(pids)
+
+    def osd_ids(self) -> set[int] | None:
+        """The OSD ids the monitors know (``ceph osd ls``), or None when they do not answer quickly."""
+        try:
+            return {int(i) for i in json.loads(self.ceph("osd", "ls", "--format", "json", timeout=4))}
+        except (ClusterError, ValueError):
+            return None
 
     def wait_healthy(self, osds: int, deadline: float) -> dict:
         last: object = None
@@ -259,18 +339,25 @@ def signal_pid(pid: int, sig: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lab/ceph/cluster", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="lab/ceph/cluster", description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="action", required=True)
     up = sub.add_parser("up", help="create and start a cluster, wait for HEALTH_OK")
     up.add_argument("--dir", required=True)
     up.add_argument("--address", default="127.0.0.1", help="loopback address every daemon binds to")
     up.add_argument("--osds", type=int, default=3)
+    up.add_argument("--hosts", default="", help="comma-separated CRUSH host buckets; OSD i goes to hosts[i % len]")
     up.add_argument("--v1-port", type=int, default=6789)
     up.add_argument("--v2-port", type=int, default=3300)
+    up.add_argument("--pool-size", type=int, default=0,
+                    help="osd pool default size (default: 3, or the number of OSDs when fewer)")
     up.add_argument("--memstore-mb", type=int, default=512, help="capacity of each memstore OSD")
     up.add_argument("--timeout", type=float, default=120)
     st = sub.add_parser("status", help="daemons running and the cluster's health")
     st.add_argument("--dir", required=True)
+    power = sub.add_parser("host-power", help="stop (off) or start (on) the OSDs placed on one CRUSH host")
+    power.add_argument("--dir", required=True)
+    power.add_argument("name", help="CRUSH host bucket (as given to up --hosts)")
+    power.add_argument("power", choices=["on", "off"])
     down = sub.add_parser("down", help="stop every daemon of the cluster")
     down.add_argument("--dir", required=True)
     down.add_argument("--purge", action="store_true", help="also remove DIR")
@@ -282,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--address must be a loopback address (127.0.0.0/8)")
             try:
                 seconds = cluster.up(address=args.address, osds=args.osds, timeout=args.timeout,
-                                     v1_port=args.v1_port, v2_port=args.v2_port, memstore_mb=args.memstore_mb)
+                                     v1_port=args.v1_port, v2_port=args.v2_port, memstore_mb=args.memstore_mb,
+                                     hosts=[h for h in args.hosts.split(",") if h], pool_size=args.pool_size)
             except (ClusterError, subprocess.TimeoutExpired):
                 cluster.down(purge=False)  # leave no daemon behind; keep the logs
                 raise
@@ -297,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
             st = cluster.status(timeout=5)
             print(f"health: {st['health']['status']}")
             return 0 if st["health"]["status"] != "HEALTH_ERR" else 1
+        elif args.action == "host-power":
+            acted = cluster.host_power(args.name, args.power == "on")
+            print(f"host {args.name} power {args.power}: osds {acted}")
         else:
             pids = cluster.down(args.purge)
             print(f"stopped {len(pids)} daemons")

@@ -40,6 +40,7 @@ func main() {
 		kubeScript   = flag.String("kube", "", "path to lab/kube (empty: no Kubernetes control plane)")
 		kubeDir      = flag.String("kube-dir", "", "lab/kube state directory (default STATE/kube)")
 		etcdctl      = flag.String("etcdctl", "", "etcdctl for etcd snapshots (default: from PATH)")
+		powerCommand = flag.String("power-command", "", "command run with NAME on|off appended when a node goes down or has booted")
 	)
 
 	flag.Var(&nodes, "node", "NAME=ADDRESS[,disks=sda:32+sdb:100][,off], repeatable")
@@ -79,7 +80,7 @@ func main() {
 	s, err := sim.New(sim.Options{
 		StateDir: *stateDir, Nodes: defs, Version: *version, Port: *port,
 		BootDelay: *bootDelay, InstallDelay: *installDelay,
-		KubeScript: *kubeScript, KubeDir: *kubeDir, EtcdctlPath: *etcdctl,
+		KubeScript: *kubeScript, KubeDir: *kubeDir, EtcdctlPath: *etcdctl, PowerCommand: *powerCommand,
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -269,8 +269,9 @@ func (k *kubeManager) addNode(n *Node) {
 	}()
 }
 
-// removeNode deletes a reset node from Kubernetes (s.mu held).
-func (k *kubeManager) removeNode(n *Node) {
+// stopNode: a reset node's kubelet is gone (s.mu held). Like Talos, the Node object stays (it goes
+// NotReady once kwok stops its heartbeats); deleting it is the operator's step (`kubectl delete node`).
+func (k *kubeManager) stopNode(n *Node) {
 	n.rec.KubeNode = false
 
 	if !k.enabled() || !k.s.sf.Cluster.KubeUp {
@@ -280,8 +281,8 @@ func (k *kubeManager) removeNode(n *Node) {
 	name := n.hostnameLocked()
 
 	go func() {
-		if out, err := k.run(k.s.ctx, "node", "remove", "--dir", k.dir(), "--name", name); err != nil {
-			k.s.log.Printf("lab/kube node remove %s: %v: %s", name, err, strings.TrimSpace(out))
+		if out, err := k.run(k.s.ctx, "node", "stop", "--dir", k.dir(), "--name", name); err != nil {
+			k.s.log.Printf("lab/kube node stop %s: %v: %s", name, err, strings.TrimSpace(out))
 		}
 	}()
 }

@@ -709,7 +709,7 @@ func (m *machineServer) Reset(ctx context.Context, in *machineapi.ResetRequest) 
 		defer m.s.mu.Unlock()
 
 		if n.rec.KubeNode {
-			m.s.kube.removeNode(n)
+			m.s.kube.stopNode(n)
 		}
 
 		n.rec.ActiveConfig, n.rec.PersistedConfig = "", ""

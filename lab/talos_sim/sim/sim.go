@@ -38,6 +38,7 @@ type Options struct {
 	KubeScript   string        // path to lab/kube; empty disables the control plane
 	KubeDir      string        // lab/kube state directory
 	EtcdctlPath  string        // etcdctl for `etcd snapshot` (optional)
+	PowerCommand string        // run with NAME on|off appended at every power change (powerhook.go)
 	Logger       *log.Logger
 }
 
@@ -55,6 +56,7 @@ type Sim struct {
 	faults  *faultSet
 	stopped bool
 	kube    *kubeManager
+	power   *powerHook        // Options.PowerCommand (nil without one)
 	etcd    *EtcdStats        // quorum counters (GET /etcd)
 	alarms  map[uint64]string // etcd alarms by member ID (POST /etcd/alarms)
 
@@ -117,6 +119,7 @@ func New(opts Options) (*Sim, error) {
 	s := &Sim{opts: opts, log: opts.Logger, sf: sf, byAddr: map[string]*Node{}, faults: newFaultSet(), etcd: newEtcdStats(), alarms: map[uint64]string{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.kube = newKubeManager(s)
+	s.power = newPowerHook(s)
 
 	for _, def := range opts.Nodes {
 		if err := s.addNodeLocked(def); err != nil {
@@ -339,6 +342,7 @@ func (n *Node) upLocked() bool {
 
 // bootLocked takes the node down and brings it up after delay (power on, reboot, install).
 func (n *Node) bootLocked(delay time.Duration) error {
+	n.sim.power.notify(n.def.Name, "off") // reported only when the installed system was up
 	n.closeListenerLocked()
 	n.events.reset()
 	n.lastStatus = ""
@@ -394,6 +398,7 @@ func (n *Node) finishBootLocked() {
 		n.rec.Installed = true
 		n.stage = runtime.MachineStageRunning
 		n.joinClusterLocked()
+		n.sim.power.notify(n.def.Name, "on")
 	} else {
 		n.stage = runtime.MachineStageMaintenance
 	}
@@ -428,6 +433,7 @@ func (n *Node) joinClusterLocked() {
 }
 
 func (n *Node) powerOffLocked() {
+	n.sim.power.notify(n.def.Name, "off")
 	n.rec.PowerOn = false
 	n.booting = false
 	n.bootGen++
