@@ -70,20 +70,27 @@ def env():
     return e
 
 
-def playbook(inv, interrupt_at=None, rng=None):
-    """Run converge; with interrupt_at=k, SIGINT the process group when the k-th task starts."""
+def playbook(inv, interrupt_at=None, rng=None, left=None):
+    """Run converge; with interrupt_at=k, SIGINT the process group when the k-th task starts.
+
+    With a list LEFT, append for every task the seconds the run still took after the task started.
+    """
     cmd = ["ansible-playbook", "-i", str(inv), str(REPO_ROOT / "molecule" / "proxmox_vm" / "converge.yml")]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
-    lines, tasks = [], []
+    lines, tasks, starts = [], [], []
     for line in proc.stdout:
         lines.append(line)
         if line.startswith("TASK ["):
             tasks.append(line.strip())
+            starts.append(time.monotonic())
             if interrupt_at is not None and len(tasks) == interrupt_at:
                 time.sleep(rng.uniform(0.3, 1.2) if rng else 0)  # somewhere inside the task
                 os.killpg(proc.pid, signal.SIGINT)
     rc = proc.wait(timeout=300)
+    if left is not None:
+        end = time.monotonic()
+        left.extend(end - t for t in starts)
     return rc, "".join(lines), tasks
 
 
@@ -136,7 +143,8 @@ SEED = int(os.environ.get("HOMECLUSTER_FAULT_SEED", str(int(time.time()) % 10000
 @pytest.mark.parametrize("part", ["first half", "second half", "inside the create task"])
 def test_ctrl_c_at_a_random_task_then_the_rerun_converges(fresh_sim, part):
     rng = random.Random(f"{SEED}-{part}")  # noqa: S311 - picks a task, not a secret
-    rc, out, tasks = playbook(fresh_sim)  # an uninterrupted cold run: the tasks a cold run goes through
+    left = []  # seconds the cold run still took after each task started
+    rc, out, tasks = playbook(fresh_sim, left=left)  # an uninterrupted cold run: the tasks a cold run goes through
     assert rc == 0, out[-3000:]
     # start again from nothing, then interrupt at a task of this half of the cold run
     subprocess.run([str(RUN), "down", "--dir", str(SIM_DIR["dir"])], check=True, capture_output=True, timeout=60)
@@ -147,7 +155,13 @@ def test_ctrl_c_at_a_random_task_then_the_rerun_converges(fresh_sim, part):
     if part == "inside the create task":  # the VMs' create and start tasks are in flight on Proxmox
         k = 1 + next(i for i, t in enumerate(tasks) if "Create, update and start the VMs" in t)
     else:
-        k = rng.randint(1, half) if part == "first half" else rng.randint(half + 1, len(tasks))
+        # only a task after which the run still goes on for a while: the interrupt lands 0.3-1.2 s after
+        # the task header, and a run that ends before it (the last tasks are skipped in a cold run)
+        # would rightly report success
+        candidates = [i + 1 for i in (range(half) if part == "first half" else range(half, len(tasks)))
+                      if left[i] > 2.5]
+        assert candidates, f"no task of the {part} leaves the run 2.5 s to go: {list(zip(tasks, left, strict=True))}"
+        k = rng.choice(candidates)
     where = f"seed {SEED}, interrupted at task {k} of {len(tasks)}: {tasks[k - 1]}"
     rc, out, _err = playbook(fresh_sim, interrupt_at=k, rng=rng)
     assert rc != 0, f"the interrupted run claimed success ({where})"
