@@ -7,7 +7,8 @@ One monitor, one manager and N (default 3) memstore OSDs, all from the Debian pa
 
     cluster up --dir DIR [--address 127.0.0.1] [--osds 3] [--pool-size N] [--hosts w1,w2,w3] [--timeout 120]
     cluster status --dir DIR
-    cluster host-power --dir DIR NAME on|off
+    cluster host-power --dir DIR [--provision w1,w2,...] NAME on|off
+    cluster add-osd --dir DIR --host NAME
     cluster down --dir DIR [--purge]
 
 `up` prints the environment a client needs (CEPH_CONF, CEPH_KEYRING) and the seconds it took;
@@ -19,6 +20,12 @@ so a restarted OSD stays there) and DIR/hosts.json records {osd id: host}.
 host NAME, `on` starts them again - as a node losing and regaining power would. A NAME that holds
 no OSD, or a cluster made without `--hosts`, is a no-op; so is `on` for an OSD that runs already or
 was purged (no longer in `ceph osd ls`, or its data directory gone).
+
+`add-osd --host NAME` creates one more memstore OSD under CRUSH host NAME (the bucket appears with
+it), starts it and waits until it is up and in. `host-power --provision LIST NAME on` does the same
+for a host of LIST that holds no OSD yet: the lab's stand-in for Rook, whose operator prepares an
+OSD on a node of the CephCluster's `storage.nodes` once that node runs (day-2 node add). A host
+whose OSDs were purged is provisioned again only if its bucket is gone and it is powered on again.
 """
 
 from __future__ import annotations
@@ -200,25 +207,56 @@ class Cluster:
         return time.monotonic() - started
 
     def _make_osds(self, count: int) -> None:
-        mkfs = []
-        for osd_id in range(count):
-            osd_uuid = str(uuid.uuid4())
-            key = run(["ceph-authtool", "--gen-print-key"]).strip()
-            data = self.dir / f"osd/ceph-{osd_id}"
-            data.mkdir(parents=True)
-            keyring = data / "keyring"
-            keyring.write_text(f"[osd.{osd_id}]\n\tkey = {key}\n")
-            keyring.chmod(0o600)
-            self.ceph("osd", "new", osd_uuid, str(osd_id), "-i", "-", stdin=json.dumps({"cephx_secret": key}))
-            mkfs.append(subprocess.Popen(
-                ["ceph-osd", "--conf", str(self.conf), "-i", str(osd_id), "--mkfs", "--osd-uuid", osd_uuid],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            ))
-        for osd_id, proc in enumerate(mkfs):
-            out = proc.communicate(timeout=60)[0]
-            if proc.returncode != 0:
-                raise ClusterError(f"ceph-osd --mkfs for osd.{osd_id} failed: {out.strip()}")
+        mkfs = [(osd_id, self._mkfs_osd(osd_id)) for osd_id in range(count)]
+        for osd_id, proc in mkfs:
+            self._finish_mkfs(osd_id, proc)
             self.start_osd(osd_id)
+
+    def _mkfs_osd(self, osd_id: int) -> subprocess.Popen:
+        """Register OSD_ID with the monitors (``ceph osd new``) and start its ``ceph-osd --mkfs``."""
+        osd_uuid = str(uuid.uuid4())
+        key = run(["ceph-authtool", "--gen-print-key"]).strip()
+        data = self.dir / f"osd/ceph-{osd_id}"
+        data.mkdir(parents=True)
+        keyring = data / "keyring"
+        keyring.write_text(f"[osd.{osd_id}]\n\tkey = {key}\n")
+        keyring.chmod(0o600)
+        self.ceph("osd", "new", osd_uuid, str(osd_id), "-i", "-", stdin=json.dumps({"cephx_secret": key}))
+        return subprocess.Popen(
+            ["ceph-osd", "--conf", str(self.conf), "-i", str(osd_id), "--mkfs", "--osd-uuid", osd_uuid],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+
+    @staticmethod
+    def _finish_mkfs(osd_id: int, proc: subprocess.Popen) -> None:
+        out = proc.communicate(timeout=60)[0]
+        if proc.returncode != 0:
+            raise ClusterError(f"ceph-osd --mkfs for osd.{osd_id} failed: {out.strip()}")
+
+    # -- add-osd ---------------------------------------------------------------------------
+    def add_osd(self, host: str, timeout: float = 60) -> int:
+        """One more OSD under CRUSH host HOST, started and waited for (up and in); its id."""
+        if not self.conf.exists():
+            raise ClusterError(f"no cluster in {self.dir}")
+        placement = self.placement()
+        taken = set(placement) | {int(d.name.split("-", 1)[1]) for d in (self.dir / "osd").glob("ceph-*")}
+        known = self.osd_ids()
+        if known is None:
+            raise ClusterError("the monitors do not answer (ceph osd ls)")
+        osd_id = max(taken | known, default=-1) + 1
+        with self.conf.open("a") as conf:
+            conf.write(f"\n[osd.{osd_id}]\ncrush location = root=default host={host}\n")
+        placement[osd_id] = host
+        self.hosts_file.write_text(json.dumps({str(k): v for k, v in sorted(placement.items())}, indent=2) + "\n")
+        self._finish_mkfs(osd_id, self._mkfs_osd(osd_id))
+        self.start_osd(osd_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = {o["osd"]: o for o in json.loads(self.ceph("osd", "dump", "--format", "json", timeout=10))["osds"]}
+            if states.get(osd_id, {}).get("up") and states.get(osd_id, {}).get("in"):
+                return osd_id
+            time.sleep(0.2)
+        raise ClusterError(f"osd.{osd_id} of host {host} not up and in after {timeout:.0f}s")
 
     def start_osd(self, osd_id: int) -> None:
         run(["ceph-osd", "--conf", str(self.conf), "-i", str(osd_id)])
@@ -245,9 +283,12 @@ class Cluster:
             return None
         return pid if alive(pid) else None
 
-    def host_power(self, host: str, power_on: bool, timeout: float = 8) -> list[int]:
-        """Stop or start the OSDs placed on HOST; return the OSD ids acted on."""
+    def host_power(self, host: str, power_on: bool, timeout: float = 8, provision: tuple[str, ...] = ()) -> list[int]:
+        """Stop or start the OSDs placed on HOST; return the OSD ids acted on. With HOST in PROVISION and no OSD
+        of it known to the monitors and no CRUSH bucket of that name, ``on`` creates its first OSD (add_osd)."""
         osds = sorted(i for i, h in self.placement().items() if h == host)
+        if power_on and host in provision and not self._host_known(host, osds):
+            return [self.add_osd(host)]
         if power_on:
             stopped = [i for i in osds if self.osd_pid(i) is None and (self.dir / f"osd/ceph-{i}").is_dir()]
             if not stopped:
@@ -276,6 +317,14 @@ class Cluster:
         for osd_id in pids:  # ceph-osd leaves its pid file behind; a stale one could name another process later
             (self.dir / "run" / f"osd.{osd_id}.pid").unlink(missing_ok=True)
         return sorted(pids)
+
+    def _host_known(self, host: str, osds: list[int]) -> bool:
+        """Whether HOST holds an OSD the monitors know, or still has its CRUSH bucket (a node being removed)."""
+        known = self.osd_ids()
+        if known is None or set(osds) & known:
+            return True
+        tree = json.loads(self.ceph("osd", "tree", "--format", "json", timeout=10))
+        return any(n.get("type") == "host" and n.get("name") == host for n in tree.get("nodes", []))
 
     def osd_ids(self) -> set[int] | None:
         """The OSD ids the monitors know (``ceph osd ls``), or None when they do not answer quickly."""
@@ -338,7 +387,7 @@ def signal_pid(pid: int, sig: int) -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lab/ceph/cluster", description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="action", required=True)
     up = sub.add_parser("up", help="create and start a cluster, wait for HEALTH_OK")
@@ -356,11 +405,21 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--dir", required=True)
     power = sub.add_parser("host-power", help="stop (off) or start (on) the OSDs placed on one CRUSH host")
     power.add_argument("--dir", required=True)
+    power.add_argument("--provision", default="",
+                       help="comma-separated hosts that get an OSD at power on when they hold none (Rook's stand-in)")
     power.add_argument("name", help="CRUSH host bucket (as given to up --hosts)")
     power.add_argument("power", choices=["on", "off"])
+    add = sub.add_parser("add-osd", help="one more OSD under a CRUSH host, started, up and in")
+    add.add_argument("--dir", required=True)
+    add.add_argument("--host", required=True)
     down = sub.add_parser("down", help="stop every daemon of the cluster")
     down.add_argument("--dir", required=True)
     down.add_argument("--purge", action="store_true", help="also remove DIR")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     cluster = Cluster(args.dir)
     try:
@@ -386,8 +445,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"health: {st['health']['status']}")
             return 0 if st["health"]["status"] != "HEALTH_ERR" else 1
         elif args.action == "host-power":
-            acted = cluster.host_power(args.name, args.power == "on")
+            acted = cluster.host_power(args.name, args.power == "on",
+                                       provision=tuple(h for h in args.provision.split(",") if h))
             print(f"host {args.name} power {args.power}: osds {acted}")
+        elif args.action == "add-osd":
+            print(f"host {args.host}: osd.{cluster.add_osd(args.host)} up and in")
         else:
             pids = cluster.down(args.purge)
             print(f"stopped {len(pids)} daemons")

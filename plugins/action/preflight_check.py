@@ -10,7 +10,7 @@ from ansible.module_utils.common.validation import check_type_bool
 from ansible.plugins.action import ActionBase
 from ansible_collections.homecluster.platform.plugins.module_utils import _preflight
 
-_ARGS = {"checks", "data", "table", "allow_unsupported", "layer", "fail_on_error", "report", "report_path"}
+_ARGS = {"checks", "data", "table", "allow_unsupported", "layer", "fail_on_error", "report", "report_path", "layers"}
 
 
 class ActionModule(ActionBase):
@@ -49,12 +49,13 @@ class ActionModule(ActionBase):
 
     def _report(self, result, args):
         """Gather every layer's findings: a table for people, preflight_report.json for CI."""
-        doc = _preflight.report(list(args.get("report") or []))
+        layers = args.get("layers")
+        doc = _preflight.report(list(args.get("report") or []), layers)
         path = str(args.get("report_path") or "")
         if path:
             # A report, not a change to the lab: written in check mode too, never counted as a change.
             _preflight.write_report(doc, path)
         errors = [f for f in doc["findings"] if f["severity"] == "error"]
         result.update(changed=False, report=doc, errors=errors, findings=doc["findings"], report_path=path,
-                      checked=[], table=_preflight.table(doc["findings"]))
+                      checked=[], table=_preflight.table(doc["findings"], layers))
         return result

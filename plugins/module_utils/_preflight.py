@@ -772,10 +772,11 @@ def message(findings):
                      for f in findings)
 
 
-def table(findings):
-    """Lines of the human report: per layer the error and warning counts, then every finding."""
+def table(findings, layers=None):
+    """Lines of the human report: per layer checked the error and warning counts, then every finding."""
+    layers = LAYERS if layers is None else list(layers)
     lines = [f"{'layer':<8} {'errors':>6} {'warnings':>8}  result"]
-    for layer in LAYERS + sorted({f["layer"] for f in findings} - set(LAYERS)):
+    for layer in layers + sorted({f["layer"] for f in findings} - set(layers)):
         e = sum(1 for f in findings if f["layer"] == layer and f["severity"] == "error")
         w = sum(1 for f in findings if f["layer"] == layer and f["severity"] == "warning")
         lines.append(f"{layer:<8} {e:>6} {w:>8}  {'REFUSED' if e else 'ok'}")
@@ -792,12 +793,13 @@ def table(findings):
 REPORT_KEYS = ("layer", "rule", "host", "variable", "severity", "message")
 
 
-def report(findings):
-    """The preflight_report.json document of a list of findings."""
+def report(findings, layers=None):
+    """The preflight_report.json document of a list of findings (layers: those checked, default LAYERS)."""
     findings = [{k: str(f.get(k, "")) for k in REPORT_KEYS} for f in findings]
     errors = [f for f in findings if f["severity"] == "error"]
     return {"result": "refused" if errors else "passed", "errors": len(errors),
-            "warnings": len(findings) - len(errors), "layers_checked": LAYERS, "findings": findings}
+            "warnings": len(findings) - len(errors), "layers_checked": LAYERS if layers is None else list(layers),
+            "findings": findings}
 
 
 def write_report(doc, path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: ceph_osd
-short_description: Take the OSDs of a node out of Ceph and remove them, refusing when a pool would lose copies
+short_description: Take a node's OSDs out of Ceph and remove them safely, or wait for a new node's OSDs
 version_added: 0.3.0
 description:
   - Day-2 removal of a storage node (or of single OSDs). The OSDs are those under the CRUSH host
@@ -23,6 +23,11 @@ description:
     the Deployment C(rook-ceph-osd-<id>) scaled to 0; on a node being removed, the node reset or
     powered off), purges each (C(ceph osd purge)) and, with O(host), removes the then empty host
     bucket (C(ceph osd crush rm)).
+  - O(state=in) is the other way round (day-2 node add, or undoing an O(state=out)). With
+    O(min_osds) it first waits until the host holds that many OSDs - on Rook the operator creates
+    them once the node runs and the CephCluster lists it; this module creates none. Then it marks
+    every OSD that is out in (C(ceph osd in)) and waits until each one is up and in. No safety check
+    runs, since nothing leaves.
   - Every step reads the state first, so a run stopped half-way resumes where it stopped, and a
     run after the removal (the bucket gone) changes nothing.
 options:
@@ -43,13 +48,22 @@ options:
     description:
       - C(out) marks the OSDs out and waits until they are safe to destroy (data moved away).
       - C(absent) also waits until they are down, purges them and removes the empty host bucket.
+      - C(in) waits for O(min_osds) OSDs under O(host), marks those that are out in and waits until
+        every one is up and in.
     type: str
-    choices: [out, absent]
+    choices: [out, absent, in]
     default: absent
+  min_osds:
+    description:
+      - With O(state=in) and O(host), how many OSDs the host must hold (one per data device Rook was
+        given for the node). The task waits up to O(wait_timeout) for them to appear.
+      - C(0) acts on the OSDs the host holds now (none when the bucket does not exist).
+    type: int
+    default: 0
   wait_timeout:
     description:
-      - Seconds to wait, for each of the waits (safe to destroy, down), before failing with what
-        is still missing.
+      - Seconds to wait, for each of the waits (safe to destroy, down; with O(state=in) the OSDs to
+        appear, then up and in), before failing with what is still missing.
     type: int
     default: 600
   poll_interval:
@@ -63,7 +77,8 @@ attributes:
     support: full
     description:
       - Reads the OSD tree, the pools and the CRUSH rules, runs the safety check (which can fail)
-        and returns the plan, changing nothing and waiting for nothing.
+        and returns the plan, changing nothing and waiting for nothing. With O(state=in) the
+        prediction covers the OSDs that exist now; OSDs still to be created by Rook come up in.
   diff_mode:
     support: full
     description: The OSDs (id, up, in) and, with O(host), whether the host bucket exists, before and after.
@@ -94,6 +109,14 @@ EXAMPLES = r"""
     state: out
     wait_timeout: 1800
     ceph_conf: /etc/ceph/ceph.conf
+
+- name: After adding node w4 (one data disk), wait until Rook has its OSD up and in
+  homecluster.platform.ceph_osd:
+    host: w4
+    state: in
+    min_osds: 1
+    wait_timeout: 900
+    transport: toolbox
 """
 
 RETURN = r"""
@@ -123,6 +146,7 @@ pools:
   description:
     - The safety check for each replicated and erasure-coded pool - its size, its failure domain
       and how many failure-domain buckets would still hold an up and in OSD after the removal.
+    - Empty with O(state=in).
   returned: always
   type: list
   elements: dict
@@ -409,18 +433,105 @@ class Removal:
                 self.change(["osd", "crush", "rm", self.p["host"]])
 
 
+class Addition(Removal):
+    """state=in: wait for the host's OSDs (min_osds), mark those that are out in, wait until all are up and in."""
+
+    def host_count(self) -> tuple[list[int], dict[int, dict], bool]:
+        tree, states = self.read()
+        targets, present = self.resolve(tree, states)
+        return targets, states, present
+
+    def make_plan(self, states: dict[int, dict], bucket: bool) -> None:
+        need = self.p["min_osds"]
+        if self.p["host"] is not None and len(self.targets) < need:
+            self.plan.append(f"wait until host {self.p['host']} holds {need} OSD(s) (it holds {len(self.targets)}; "
+                             "Rook creates them)")
+        to_in = [i for i in self.targets if not states[i]["in"]]
+        if to_in:
+            self.plan.append(f"mark {names(to_in)} in")
+        down = [i for i in self.targets if not states[i]["up"]]
+        if down or (self.p["host"] is not None and len(self.targets) < need):
+            self.plan.append(f"wait until the OSDs of {self.where()} are up and in")
+
+    def where(self) -> str:
+        return f"host {self.p['host']}" if self.p["host"] is not None else names(self.p["ids"] or [])
+
+    def enough(self) -> str | None:
+        self.targets, _states, _present = self.host_count()
+        need = self.p["min_osds"]
+        if self.p["host"] is None or len(self.targets) >= need:
+            return None
+        return (f"host {self.p['host']} holds {len(self.targets)} of {need} OSD(s) ({names(self.targets) or 'none'}): "
+                "is the node up, listed in the CephCluster's storage nodes, and does the rook-ceph-osd-prepare job "
+                "of the node succeed? (kubectl -n rook-ceph get pods -l app=rook-ceph-osd-prepare)")
+
+    def up_and_in(self) -> str | None:
+        self.targets, states, _present = self.host_count()
+        down = [i for i in self.targets if not states[i]["up"]]
+        out = [i for i in self.targets if not states[i]["in"]]
+        if not down and not out:
+            return None
+        deployments = " ".join(f"rook-ceph-osd-{i}" for i in down)
+        parts = []
+        if down:
+            parts.append(f"{names(down)} down: start the daemon (on Rook, Deployment {deployments})"
+                         " or power the node on")
+        if out:
+            parts.append(f"{names(out)} out (marked out again by someone else?)")
+        return "; ".join(parts)
+
+    def apply(self, states: dict[int, dict], bucket: bool) -> None:
+        self.wait(self.enough, "the host does not hold its OSDs")
+        _targets, states, _present = self.host_count()
+        to_in = [i for i in self.targets if not states[i]["in"]]
+        if to_in:
+            self.change(["osd", "in", *map(str, to_in)])
+        self.wait(self.up_and_in, "the OSDs are not up and in")
+
+
+def bring_in(module: AnsibleModule, runner: CephRunner) -> None:
+    work = Addition(module, runner)
+    try:
+        if module.params["min_osds"] and module.params["host"] is None:
+            module.fail_json(msg="min_osds needs host: it counts the OSDs under that CRUSH host", **work.result(False))
+        tree, states = work.read()
+        work.targets, present = work.resolve(tree, states)
+        before = work.snapshot(states, work.targets, present)
+        work.make_plan(states, present)
+        changed = any(not states[i]["in"] for i in work.targets)
+        if module.check_mode:
+            after = {**before, "osds": [{**o, "in": True} for o in before["osds"]]} if changed else before
+        else:
+            work.apply(states, present)
+            tree, states = work.read()
+            work.targets, present = work.resolve(tree, states)
+            after = work.snapshot(states, work.targets, present)
+            changed = bool(work.commands)
+    except CephError as exc:
+        fail_module(module, exc, **work.result(bool(work.commands)))
+        return
+    result = work.result(changed)
+    if module._diff:
+        result["diff"] = {"before": before, "after": after}
+    module.exit_json(**result)
+
+
 def main() -> None:
     spec = ceph_argument_spec()
     spec.update(
         host={"type": "str"},
         ids={"type": "list", "elements": "int"},
-        state={"type": "str", "default": "absent", "choices": ["out", "absent"]},
+        state={"type": "str", "default": "absent", "choices": ["out", "absent", "in"]},
+        min_osds={"type": "int", "default": 0},
         wait_timeout={"type": "int", "default": 600},
         poll_interval={"type": "float", "default": 5},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_one_of=[("host", "ids")],
                            mutually_exclusive=[("host", "ids")])
     runner = CephRunner(module.params)
+    if module.params["state"] == "in":
+        bring_in(module, runner)
+        return
     work = Removal(module, runner)
     absent = module.params["state"] == "absent"
     try:

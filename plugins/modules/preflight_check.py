@@ -55,6 +55,12 @@ options:
     description: Where to write C(preflight_report.json) with O(report); empty writes nothing.
     type: path
     default: ''
+  layers:
+    description:
+      - With O(report), the layers that were checked, listed in the table and as C(layers_checked) in
+        the report (a layer with findings is listed too). Default the six base layers.
+    type: list
+    elements: str
 notes:
   - Runs on the controller as an action plugin (no module round trip); the module is its fallback.
 extends_documentation_fragment:
@@ -142,17 +148,18 @@ def main():
             "fail_on_error": {"type": "bool", "default": True},
             "report": {"type": "list", "elements": "dict"},
             "report_path": {"type": "path", "default": ""},
+            "layers": {"type": "list", "elements": "str"},
         },
         supports_check_mode=True,
     )
     p = module.params
     if p["report"] is not None:
-        doc = _preflight.report(p["report"])
+        doc = _preflight.report(p["report"], p["layers"])
         if p["report_path"]:
             _preflight.write_report(doc, p["report_path"])
         errors = [f for f in doc["findings"] if f["severity"] == "error"]
         module.exit_json(changed=False, report=doc, errors=errors, findings=doc["findings"], checked=[],
-                         table=_preflight.table(doc["findings"]), report_path=p["report_path"])
+                         table=_preflight.table(doc["findings"], p["layers"]), report_path=p["report_path"])
     findings = _preflight.run(p["checks"], p["data"], p["table"], allow=p["allow_unsupported"])
     for f in findings:
         f["layer"] = p["layer"]

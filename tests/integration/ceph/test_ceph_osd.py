@@ -138,3 +138,44 @@ def test_remove_a_node_then_refuse_the_last_copy(hosts_cluster, osd_args, run_mo
     assert f"pool {POOL} (size 2, failure domain host) would keep 1 host(s) with an up and in OSD" in last["msg"]
     assert "Add a host with OSDs" in last["msg"] and f"ceph osd pool set {POOL} size 1" in last["msg"]
     assert last["commands"] == [] and tree(c) == before == {"w1": [(0, (1, 1))], "w2": [(1, (1, 1))]}
+
+
+def test_add_a_node_then_wait_for_its_osd_and_mark_in(hosts_cluster, osd_args, run_module):
+    """After w3's removal (above): w4 joins. Its OSD comes from lab/ceph/cluster --provision, Rook's stand-in."""
+    c = hosts_cluster
+    before = tree(c)
+    checked = run_module("ceph_osd", {**osd_args, "host": "w4", "state": "in", "min_osds": 1}, check=True)
+    assert checked["changed"] is False and checked["commands"] == [] and checked["osds"] == []
+    assert checked["plan"] == ["wait until host w4 holds 1 OSD(s) (it holds 0; Rook creates them)",
+                               "wait until the OSDs of host w4 are up and in"]
+    waiting = run_module("ceph_osd", {**osd_args, "host": "w4", "state": "in", "min_osds": 1, "wait_timeout": 2},
+                         expect_fail=True)
+    assert "host w4 holds 0 of 1 OSD(s) (none)" in waiting["msg"] and "rook-ceph-osd-prepare" in waiting["msg"]
+    assert tree(c) == before
+
+    assert "osds []" in power(c, "w4", "on"), "without --provision a host without OSDs stays empty"
+    proc = subprocess.run([CLUSTER, "host-power", "--dir", str(c.dir), "--provision", "w1,w2,w4", "w4", "on"],
+                          capture_output=True, text=True, check=False, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    new = json.loads(proc.stdout.rsplit("osds ", 1)[1].replace("'", '"'))
+    assert len(new) == 1 and new[0] not in (0, 1, 2), proc.stdout
+    assert tree(c)["w4"] == [(new[0], (1, 1))]
+    again = subprocess.run([CLUSTER, "host-power", "--dir", str(c.dir), "--provision", "w1,w2,w4", "w4", "on"],
+                           capture_output=True, text=True, check=False, timeout=30)
+    assert "osds []" in again.stdout, "a host that holds its OSD gets no second one"
+
+    present = run_module("ceph_osd", {**osd_args, "host": "w4", "state": "in", "min_osds": 1, "wait_timeout": 60})
+    assert present["changed"] is False and present["osds"] == new and present["plan"] == []
+
+    c.ceph("osd", "out", str(new[0]))
+    predicted = run_module("ceph_osd", {**osd_args, "host": "w4", "state": "in"}, check=True)
+    assert predicted["changed"] is True and predicted["commands"] == []
+    assert predicted["diff"]["after"]["osds"] == [{"id": new[0], "up": True, "in": True}]
+    assert tree(c)["w4"] == [(new[0], (1, 0))], "check mode marked the OSD in"
+    marked = run_module("ceph_osd", {**osd_args, "host": "w4", "state": "in", "min_osds": 1, "wait_timeout": 60})
+    assert marked["changed"] is True and marked["commands"] == [["ceph", "osd", "in", str(new[0])]]
+    assert tree(c)["w4"] == [(new[0], (1, 1))]
+    assert run_module("ceph_osd", {**osd_args, "host": "w4", "state": "in", "min_osds": 1})["changed"] is False
+
+    refused = run_module("ceph_osd", {**osd_args, "ids": [new[0]], "state": "in", "min_osds": 1}, expect_fail=True)
+    assert "min_osds needs host" in refused["msg"]

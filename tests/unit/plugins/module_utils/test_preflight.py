@@ -238,6 +238,17 @@ def test_report_and_table():
     assert any("rook_ceph_teardown_confirmation" in line for line in lines)
 
 
+def test_report_and_table_of_the_layers_checked():
+    # a narrowed run (node-add.yml checks proxmox and talos) lists those, and a layer with findings
+    finding = dict(p.run(["rook"], {"state": "absent"})[0], layer="storage")
+    doc = p.report([finding], ["proxmox", "talos"])
+    assert doc["layers_checked"] == ["proxmox", "talos"]
+    assert [line.split()[0] for line in p.table(doc["findings"], ["proxmox", "talos"])[:4]] == [
+        "layer", "proxmox", "talos", "storage"]
+    assert "cilium" not in " ".join(p.table([], ["proxmox", "talos"]))
+    assert p.report([])["layers_checked"] == p.LAYERS
+
+
 def test_message_names_host_and_variable():
     found = p.check_proxmox_vms([vm("w1", 821, "", "", memory=512)], MIN, API)
     assert p.message(found) == ("host w1: proxmox_vm_memory 512 MiB is under the Talos minimum for a worker (1024 MiB)."
