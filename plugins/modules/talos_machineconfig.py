@@ -20,6 +20,9 @@ description:
     with fixed secrets the rendering is deterministic, so an unchanged input reports no change.
   - A SOPS-encrypted secrets bundle is decrypted with C(sops -d) into a private temporary directory
     for the duration of the call.
+  - With O(history_dir), the config that a changed rendering replaces is kept there first (mode
+    C(0600), directory C(0700)) as C(<name>.<UTC time>.yaml), the newest O(history_keep) per node,
+    so a previous config can be applied again (C(playbooks/talos-rollback.yml)).
 options:
   dest:
     description: Where to write the machine config on the controller.
@@ -89,6 +92,15 @@ options:
     description: Treat validation warnings as errors.
     type: bool
     default: false
+  history_dir:
+    description:
+      - Directory where the previous config is kept when the rendering changes it; not set keeps none.
+      - Entries are named after O(dest) (C(cp1.yaml) gives C(cp1.20261204T190501123456Z.yaml)).
+    type: path
+  history_keep:
+    description: How many previous configs of this O(dest) O(history_dir) keeps; older ones are deleted.
+    type: int
+    default: 10
   sops_path:
     description: Path to C(sops), used only when O(secrets_file) is SOPS-encrypted; found on E(PATH) when not set.
     type: path
@@ -157,8 +169,23 @@ warnings_validate:
   type: list
   elements: str
   sample: []
+history_saved:
+  description:
+    - The file the replaced config was kept in; empty when nothing was kept (no change, no previous
+      config, no O(history_dir), or check mode).
+  returned: always
+  type: str
+  sample: /home/me/lab/talos/history/cp1.20261204T190501123456Z.yaml
+history:
+  description: The kept configs of this O(dest), newest first (after this run's change; none in check mode).
+  returned: when O(history_dir) is set
+  type: list
+  elements: str
+  sample: [/home/me/lab/talos/history/cp1.20261204T190501123456Z.yaml]
 """
 
+import datetime
+import glob
 import hashlib
 import json
 import os
@@ -241,6 +268,37 @@ def kinds(docs):
     return out
 
 
+def history_entries(history_dir, dest):
+    """The kept configs of dest in history_dir, newest first (the names sort by their UTC time)."""
+    stem = os.path.splitext(os.path.basename(dest))[0]
+    return sorted(glob.glob(os.path.join(glob.escape(history_dir), f"{glob.escape(stem)}.*Z.yaml")), reverse=True)
+
+
+def keep_previous(module, dest, previous, history_dir, keep):
+    """Keep the config that is about to be replaced; delete the oldest beyond keep. Returns the new entry."""
+    os.makedirs(history_dir, mode=0o700, exist_ok=True)
+    os.chmod(history_dir, 0o700)
+    stem = os.path.splitext(os.path.basename(dest))[0]
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    entry = os.path.join(history_dir, f"{stem}.{stamp}.yaml")
+    write_private_file(entry, previous, 0o600, module=module)
+    for old in history_entries(history_dir, dest)[keep:]:
+        os.unlink(old)
+    return entry
+
+
+def write(module, result, current, text):
+    """Write the rendered config (keeping the one it replaces, with history_dir), or only fix its mode."""
+    p = module.params
+    dest = p["dest"]
+    if current == text:
+        os.chmod(dest, 0o600)
+        return
+    if current is not None and p["history_dir"]:
+        result["history_saved"] = keep_previous(module, dest, current, p["history_dir"], p["history_keep"])
+    write_private_file(dest, text, 0o600, module=module)
+
+
 def main():
     spec = talosctl_argument_spec()
     spec.update(
@@ -262,9 +320,14 @@ def main():
         validate_strict={"type": "bool", "default": False},
         sops_path={"type": "path"},
         sops_age_key_file={"type": "path", "no_log": False},
+        history_dir={"type": "path"},
+        history_keep={"type": "int", "default": 10},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
+    if p["history_keep"] < 1:
+        module.fail_json(msg=f"history_keep must be 1 or more (got {p['history_keep']}); "
+                             "leave history_dir unset to keep no previous config")
     if not p["cluster_endpoint"].startswith("https://"):
         module.fail_json(msg=f"cluster_endpoint {p['cluster_endpoint']!r} must be an https:// URL such as "
                              "https://192.168.1.10:6443")
@@ -286,7 +349,7 @@ def main():
     docs = parse_yaml_stream(text)
     result = {
         "changed": False, "dest": dest, "sha256": hashlib.sha256(text.encode()).hexdigest(),
-        "documents": kinds(docs), "warnings_validate": warnings,
+        "documents": kinds(docs), "warnings_validate": warnings, "history_saved": "",
     }
     content_changed = current != text
     mode_changed = current is not None and file_mode(dest) != 0o600
@@ -301,10 +364,9 @@ def main():
         after = dump_yaml_stream([redact(d) for d in docs])
         result["diff"] = {"before": before, "after": after, "before_header": dest, "after_header": dest}
     if result["changed"] and not module.check_mode:
-        if content_changed:
-            write_private_file(dest, text, 0o600, module=module)
-        else:
-            os.chmod(dest, 0o600)
+        write(module, result, current, text)
+    if p["history_dir"]:
+        result["history"] = history_entries(p["history_dir"], dest) if os.path.isdir(p["history_dir"]) else []
     module.exit_json(**result)
 
 
