@@ -510,10 +510,7 @@ def bring_in(module: AnsibleModule, runner: CephRunner) -> None:
     except CephError as exc:
         fail_module(module, exc, **work.result(bool(work.commands)))
         return
-    result = work.result(changed)
-    if module._diff:
-        result["diff"] = {"before": before, "after": after}
-    module.exit_json(**result)
+    exit_with(module, work.result(changed), before, after)
 
 
 def main() -> None:
@@ -555,7 +552,11 @@ def main() -> None:
     except CephError as exc:
         fail_module(module, exc, **work.result(bool(work.commands)))
         return
-    result = work.result(changed)
+    exit_with(module, work.result(changed), before, after)
+
+
+def exit_with(module: AnsibleModule, result: dict, before: dict, after: dict) -> None:
+    """Exit with the work's result, and the OSDs before and after as the diff under --diff."""
     if module._diff:
         result["diff"] = {"before": before, "after": after}
     module.exit_json(**result)
